@@ -1,0 +1,1 @@
+"""Dagster assets of the MetaPB2 platform (wires `metapb2_core` functions; see the asset issue)."""

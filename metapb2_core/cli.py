@@ -1,0 +1,116 @@
+"""The ``metapb2`` command: ``metapb2 run ...`` and ``metapb2 list tasks|methods|budgets``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from metapb2_core.errors import MetaPB2Error
+
+LISTABLE = ("tasks", "methods", "budgets")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage block
+        self.exit(2, f"metapb2: error: {message} (see 'metapb2 {self.prog.split()[-1]} --help')\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="metapb2", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="one population run of a method on a task")
+    run.add_argument("--task", required=True, help="task key, e.g. cart_pole-earth (metapb2 list tasks)")
+    run.add_argument("--method", required=True, help="method name, e.g. pbt (metapb2 list methods)")
+    run.add_argument("--seed", type=int, default=0, help="experiment seed (default 0)")
+    run.add_argument("--budget", default="smoke", help="budget preset: smoke, short or paper (default smoke)")
+    run.add_argument("--out", default="runs", type=Path, help="output directory (default ./runs)")
+    run.add_argument(
+        "--bounds",
+        nargs="*",
+        default=[],
+        metavar="NAME=LOW:HIGH",
+        help="override search-space bounds, e.g. lr=1e-5:1e-3",
+    )
+    run.add_argument(
+        "--faithful", action="store_true", help="reproduce the original code's quirks (methods.md §11)"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    lst = sub.add_parser("list", help="print registered names, one per line")
+    lst.add_argument("what", choices=LISTABLE)
+    return parser
+
+
+def _progress(rounds_width: int):
+    def show(r: int, rounds: int, steps: int, scores: np.ndarray, seconds: float) -> None:
+        best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else -1
+        eta = seconds / r * (rounds - r)
+        print(
+            f"[{r:>{rounds_width}}/{rounds}] {steps:>9,} steps/member  best eval {scores[best]:9.2f} "
+            f"(member {best})  mean {np.nanmean(scores):9.2f}  {seconds:6.1f}s  ETA {eta:5.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _list(what: str) -> list[str]:
+    if what == "tasks":
+        from metapb2_core.envs import TASKS
+
+        return list(TASKS)
+    if what == "methods":
+        from metapb2_core.methods import METHODS
+
+        return list(METHODS)
+    from metapb2_core.budgets import BUDGETS
+
+    return list(BUDGETS)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from metapb2_core.run import RunRequest, execute_run, write_record
+    from metapb2_core.space import parse_bounds
+
+    req = RunRequest(args.task, args.method, args.seed, args.budget, args.faithful, parse_bounds(args.bounds))
+    budget, _ = req.check()
+    if not args.quiet:
+        print(
+            f"{req.run_id}: {budget.population_size} members, {budget.num_intervals} intervals of "
+            f"{budget.interval:,} steps (first interval includes compilation)",
+            file=sys.stderr,
+        )
+    record = execute_run(req, progress=None if args.quiet else _progress(len(str(budget.num_intervals))))
+    paths = write_record(record, args.out)
+    m = record.meta
+    print(
+        f"{req.run_id}: best final eval return {m['best_final_eval_return']:.2f}, "
+        f"{m['wall_seconds']:.1f}s wall ({m['compile_seconds']:.1f}s first interval), "
+        f"{m['env_steps_per_second']:,.0f} env-steps/s, {len(record.perturbations)} perturbations"
+    )
+    print(f"wrote {paths['points']}, {paths['perturbations'].name}, {paths['meta'].name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            print("\n".join(_list(args.what)))
+        else:
+            _run(args)
+    except MetaPB2Error as e:
+        print(f"metapb2: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("metapb2: interrupted; nothing was written for the unfinished run", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

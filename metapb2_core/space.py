@@ -1,0 +1,148 @@
+"""The hyperparameter search space, declared once (protocol.md §2.3).
+
+Everything that needs the tuned hyperparameters derives from ``SEARCH_SPACE``: the names and order of
+the columns of run tables, the bounds a method may suggest in, the prior the initial population is
+drawn from, and the unit-cube transform the GP methods model in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from metapb2_core.errors import MetaPB2Error
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tuned hyperparameter: a float in [low, high], sampled log-uniformly when ``log``."""
+
+    name: str
+    low: float
+    high: float
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        lo, hi = self.low, self.high
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise MetaPB2Error(f"hyperparameter {self.name!r}: bounds must be finite, got [{lo}, {hi}]")
+        if lo > hi:
+            raise MetaPB2Error(f"hyperparameter {self.name!r}: bounds are reversed, low {lo} > high {hi}")
+        if lo == hi:
+            raise MetaPB2Error(f"hyperparameter {self.name!r}: bounds are equal ({lo}); the range is empty")
+        if self.log and lo <= 0:
+            raise MetaPB2Error(
+                f"hyperparameter {self.name!r}: log-scaled bounds must be positive, got [{lo}, {hi}]"
+            )
+
+    def sample(self, rng: np.random.Generator) -> float:
+        if self.log:
+            return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return float(rng.uniform(self.low, self.high))
+
+    def clip(self, value: float) -> float:
+        return float(min(max(value, self.low), self.high))
+
+    def to_unit(self, value: float | np.ndarray, log_scale: bool | None = None) -> np.ndarray:
+        """Map into [0, 1] by the bounds; on the log scale when ``log_scale`` (default: ``self.log``)."""
+        use_log = self.log if log_scale is None else log_scale
+        g = np.log if use_log else np.asarray
+        lo, hi = g(self.low), g(self.high)
+        return (g(np.asarray(value, dtype=np.float64)) - lo) / (hi - lo)
+
+    def from_unit(self, unit: float | np.ndarray, log_scale: bool | None = None) -> np.ndarray:
+        use_log = self.log if log_scale is None else log_scale
+        if use_log:
+            lo, hi = math.log(self.low), math.log(self.high)
+            return np.exp(lo + np.asarray(unit, dtype=np.float64) * (hi - lo))
+        return self.low + np.asarray(unit, dtype=np.float64) * (self.high - self.low)
+
+
+Config = dict[str, float]
+
+
+class SearchSpace:
+    """An ordered set of ``Param``; configurations are ``{name: float}`` dicts in this order."""
+
+    def __init__(self, params: list[Param]):
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):
+            raise MetaPB2Error(f"search space has duplicate hyperparameter names: {names}")
+        if not params:
+            raise MetaPB2Error("search space is empty")
+        self.params = tuple(params)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def __getitem__(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise MetaPB2Error(f"unknown hyperparameter {name!r}; the space has {', '.join(self.names)}")
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def sample(self, rng: np.random.Generator) -> Config:
+        return {p.name: p.sample(rng) for p in self.params}
+
+    def clip(self, config: Config) -> Config:
+        return {p.name: p.clip(config[p.name]) for p in self.params}
+
+    def validate(self, config: Config) -> Config:
+        """Check a configuration has exactly this space's names and finite values within bounds."""
+        missing = [n for n in self.names if n not in config]
+        extra = [n for n in config if n not in self.names]
+        if missing or extra:
+            raise MetaPB2Error(
+                f"configuration {config} has missing {missing} / unknown {extra} hyperparameters"
+            )
+        for p in self.params:
+            v = float(config[p.name])
+            if not math.isfinite(v) or not (p.low <= v <= p.high):
+                raise MetaPB2Error(f"hyperparameter {p.name!r} = {v} lies outside [{p.low}, {p.high}]")
+        return {p.name: float(config[p.name]) for p in self.params}
+
+    def to_array(self, config: Config) -> np.ndarray:
+        return np.array([config[n] for n in self.names], dtype=np.float64)
+
+    def from_array(self, values: np.ndarray) -> Config:
+        return {n: float(v) for n, v in zip(self.names, values, strict=True)}
+
+    def with_bounds(self, bounds: dict[str, tuple[float, float]]) -> SearchSpace:
+        """A copy with some bounds replaced (validated: the error names the parameter)."""
+        unknown = [n for n in bounds if n not in self.names]
+        if unknown:
+            raise MetaPB2Error(f"unknown hyperparameter(s) {unknown}; the space has {', '.join(self.names)}")
+        return SearchSpace(
+            [Param(p.name, *bounds.get(p.name, (p.low, p.high)), log=p.log) for p in self.params]
+        )
+
+
+# protocol.md §2.3. Key order is the order of the columns everywhere.
+SEARCH_SPACE = SearchSpace(
+    [
+        Param("lr", 1e-5, 1e-3, log=True),
+        Param("lambda", 0.9, 0.99),
+        Param("clip_param", 0.1, 0.5),
+    ]
+)
+
+
+def parse_bounds(specs: list[str]) -> dict[str, tuple[float, float]]:
+    """Parse ``name=low:high`` strings (CLI ``--bounds``)."""
+    out: dict[str, tuple[float, float]] = {}
+    for spec in specs:
+        name, sep, rng = spec.partition("=")
+        lo, sep2, hi = rng.partition(":")
+        if not sep or not sep2:
+            raise MetaPB2Error(f"bad bounds {spec!r}: expected NAME=LOW:HIGH, e.g. lr=1e-5:1e-3")
+        try:
+            out[name.strip()] = (float(lo), float(hi))
+        except ValueError:
+            raise MetaPB2Error(f"bad bounds {spec!r}: LOW and HIGH must be numbers") from None
+    return out
