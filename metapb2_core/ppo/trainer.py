@@ -60,6 +60,13 @@ class IterationMetrics(NamedTuple):
     entropy: jax.Array
 
 
+class Batch(NamedTuple):
+    data: dict  # flat [train_batch_size, ...] arrays: obs, action, logp, dist, advantages, value_targets
+    key: jax.Array  # for the minibatch permutations
+    episodes: jax.Array  # episodes finished while collecting
+    return_sum: jax.Array  # sum of their returns
+
+
 _ADAM = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)  # torch.optim.Adam's defaults
 
 
@@ -92,6 +99,9 @@ class PopulationTrainer:
             self._run_interval, (shard, shard, P(), shard), (shard, P(None, "m"), shard)
         )
         self.iterate = sharded(jax.vmap(self._iteration, in_axes=(0, 0, None)), (shard, shard, P()), shard)
+        # The two halves of an iteration, separately (benchmarks time them apart).
+        self.collect = sharded(jax.vmap(self._collect, in_axes=(0, 0, None)), (shard, shard, P()), shard)
+        self.learn = sharded(jax.vmap(self._learn), (shard, shard, shard), shard)
         self.exploit = jax.jit(self._exploit, out_shardings=NamedSharding(self.mesh, shard))
 
     # ---- one member --------------------------------------------------------------------------
@@ -188,7 +198,8 @@ class PopulationTrainer:
         )
         return params, opt_state, aux.reshape(-1, 4).mean(axis=0)
 
-    def _iteration(self, m: MemberState, hp: HParams, env_params: EnvParams):
+    def _collect(self, m: MemberState, hp: HParams, env_params: EnvParams) -> tuple[MemberState, Batch]:
+        """Roll out one train batch and turn it into PPO's training data (GAE, standardised A)."""
         key, k_roll, k_upd = jax.random.split(m.key, 3)
         m, traj = self._rollout(m, env_params, k_roll)
         values = critic(m.params, traj["obs"])
@@ -197,24 +208,32 @@ class PopulationTrainer:
             traj["reward"], values, bootstrap, traj["terminated"], traj["done"], self.settings.gamma, hp.lam
         )
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [T, E, ...] -> [T*E, ...]
-        batch = {k: flat(traj[k]) for k in ("obs", "action", "logp", "dist")}
-        batch["advantages"] = standardize(flat(adv))
-        batch["value_targets"] = flat(targets)
-        params, opt_state, (kl, pi_loss, vf_loss, ent) = self._update(m, batch, hp, k_upd)
+        data = {k: flat(traj[k]) for k in ("obs", "action", "logp", "dist")}
+        data["advantages"] = standardize(flat(adv))
+        data["value_targets"] = flat(targets)
+        batch = Batch(data, k_upd, traj["done"].sum(), traj["finished_return"].sum())
+        return m._replace(key=key), batch
+
+    def _learn(self, m: MemberState, batch: Batch, hp: HParams) -> tuple[MemberState, IterationMetrics]:
+        """30 epochs of minibatch Adam on the batch, then the KL-coefficient update."""
+        params, opt_state, (kl, pi_loss, vf_loss, ent) = self._update(m, batch.data, hp, batch.key)
         kl_coeff = update_kl_coeff(m.kl_coeff, kl, self.settings.kl_target)
-        episodes = traj["done"].sum()
         metrics = IterationMetrics(
             train_return=jnp.where(
-                episodes > 0, traj["finished_return"].sum() / jnp.maximum(episodes, 1), jnp.nan
+                batch.episodes > 0, batch.return_sum / jnp.maximum(batch.episodes, 1), jnp.nan
             ),
-            episodes=episodes,
+            episodes=batch.episodes,
             kl=kl,
             kl_coeff=kl_coeff,
             policy_loss=pi_loss,
             vf_loss=vf_loss,
             entropy=ent,
         )
-        return m._replace(params=params, opt_state=opt_state, kl_coeff=kl_coeff, key=key), metrics
+        return m._replace(params=params, opt_state=opt_state, kl_coeff=kl_coeff), metrics
+
+    def _iteration(self, m: MemberState, hp: HParams, env_params: EnvParams):
+        m, batch = self._collect(m, hp, env_params)
+        return self._learn(m, batch, hp)
 
     def _evaluate(self, params: dict, key: jax.Array, env_params: EnvParams) -> jax.Array:
         """Mean undiscounted return of complete episodes under the stochastic policy."""

@@ -1,0 +1,172 @@
+"""Speed of the PPO population at the paper budget (classic control), on this machine.
+
+Prints and writes (JSON, default benchmarks/results/population.json):
+- the machine's fp32 matmul peak (2048² matmul, best of 10), measured in this run;
+- env-steps/s of training rollouts (4 members × 20 000 steps per iteration);
+- seconds per PPO iteration and achieved GFLOP/s of the update for one member, for 4 members on
+  one XLA device, and for 4 members split over one device per core (the default);
+- the wall time of one complete ``paper`` PBT run on cart_pole-earth (skip with --no-full-run).
+
+Each configuration is measured in its own process, since the XLA device count is fixed at start-up.
+Usage: python benchmarks/bench_population.py [--iterations 3] [--no-full-run] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _best_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def matmul_peak() -> float:
+    import jax
+    import jax.numpy as jnp
+
+    n = 2048
+    a = jnp.ones((n, n), jnp.float32)
+    mm = jax.jit(lambda x: x @ x)
+    mm(a).block_until_ready()
+    return 2 * n**3 / _best_time(lambda: mm(a).block_until_ready(), 10) / 1e9
+
+
+def measure_iterations(members: int, env_name: str, iterations: int) -> dict:
+    """In this process: time collect (rollouts + GAE) and learn (the update) separately."""
+    import dataclasses
+
+    import jax
+
+    from metapb2_core.budgets import get_budget
+    from metapb2_core.envs import TASKS
+    from metapb2_core.ppo.trainer import PopulationTrainer, hparams_from_configs
+
+    budget = dataclasses.replace(get_budget("paper"), population_size=members)
+    task = next(t for t in TASKS.values() if t.env_name == env_name and t.context == "earth")
+    env_params = task.env_params()
+    trainer = PopulationTrainer(env_name, budget)
+    hp = hparams_from_configs([{"lr": 3e-4, "lambda": 0.95, "clip_param": 0.2}] * members)
+    pop = trainer.init(jax.random.split(jax.random.PRNGKey(0), members), env_params)
+
+    t0 = time.perf_counter()
+    pop, batch = jax.block_until_ready(trainer.collect(pop, hp, env_params))
+    jax.block_until_ready(trainer.learn(pop, batch, hp))
+    compile_s = time.perf_counter() - t0
+
+    collect_s, learn_s = [], []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        pop, batch = jax.block_until_ready(trainer.collect(pop, hp, env_params))
+        t1 = time.perf_counter()
+        pop, _ = jax.block_until_ready(trainer.learn(pop, batch, hp))
+        collect_s.append(t1 - t0)
+        learn_s.append(time.perf_counter() - t1)
+    collect, learn = min(collect_s), min(learn_s)
+    flops = members * trainer.update_flops_per_iteration()
+    return {
+        "members": members,
+        "devices": len(trainer.mesh.devices.flat),
+        "first_iteration_with_compile_s": compile_s,
+        "collect_s": collect,
+        "update_s": learn,
+        "iteration_s": collect + learn,
+        "rollout_env_steps_per_s": members * budget.train_batch_size / collect,
+        "update_tflop": flops / 1e12,
+        "update_gflop_per_s": flops / learn / 1e9,
+        "matmul_peak_gflop_per_s": matmul_peak(),
+    }
+
+
+def full_run() -> dict:
+    from metapb2_core.run import RunRequest, execute_run
+
+    t0 = time.perf_counter()
+    rec = execute_run(RunRequest("cart_pole-earth", "pbt", 0, "paper"))
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "first_interval_s_incl_compile": rec.meta["compile_seconds"],
+        "env_steps_per_s": rec.meta["env_steps_per_second"],
+        "best_final_eval_return": rec.meta["best_final_eval_return"],
+    }
+
+
+def _child(args: list[str], devices: int) -> dict:
+    env = {**os.environ, "METAPB2_HOST_DEVICES": str(devices)}
+    env.pop("XLA_FLAGS", None)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], env=env, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark child {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--iterations", type=int, default=3, help="timed iterations per configuration")
+    p.add_argument("--env", default="cart_pole")
+    p.add_argument("--no-full-run", action="store_true", help="skip the complete paper PBT run")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "population.json")
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.child:
+        kind, *rest = args.child
+        res = measure_iterations(int(rest[0]), rest[1], int(rest[2])) if kind == "iter" else full_run()
+        print(json.dumps(res))
+        return
+
+    cores = len(os.sched_getaffinity(0))
+    results: dict = {
+        "machine": {"cores": cores, "processor": platform.processor() or platform.machine()},
+        "budget": "paper (batch 20000, 30 epochs × 156 minibatches of 128, 2×256 tanh actor and critic)",
+        "env": args.env,
+        "configurations": {},
+    }
+    for name, members, devices in [
+        ("1 member", 1, 1),
+        ("4 members, 1 device", 4, 1),
+        (f"4 members, {min(cores, 4)} devices (default)", 4, cores),
+    ]:
+        r = _child(["iter", str(members), args.env, str(args.iterations)], devices)
+        r["update_fraction_of_peak"] = r["update_gflop_per_s"] / r["matmul_peak_gflop_per_s"]
+        results["configurations"][name] = r
+        print(
+            f"{name:>28}: {r['iteration_s']:6.2f} s/iteration (update {r['update_s']:.2f} s, "
+            f"{r['update_gflop_per_s']:.0f} GFLOP/s = {100 * r['update_fraction_of_peak']:.0f}% of "
+            f"{r['matmul_peak_gflop_per_s']:.0f} peak; "
+            f"rollouts {r['rollout_env_steps_per_s']:,.0f} env-steps/s)",
+            flush=True,
+        )
+    default = results["configurations"][f"4 members, {min(cores, 4)} devices (default)"]
+    one = results["configurations"]["1 member"]
+    results["speedup_4_vectorised_vs_4_single"] = 4 * one["iteration_s"] / default["iteration_s"]
+    print(f"4 members vectorised vs 4 × one member: {results['speedup_4_vectorised_vs_4_single']:.2f}×")
+    if not args.no_full_run:
+        r = _child(["full"], cores)
+        results["paper_pbt_run_cart_pole_earth"] = r
+        print(
+            f"complete paper PBT run on cart_pole-earth: {r['wall_s']:.0f} s ({r['wall_s'] / 60:.1f} min), "
+            f"best final eval return {r['best_final_eval_return']:.1f}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

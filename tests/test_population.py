@@ -1,0 +1,127 @@
+"""The synchronous population loop: who exploits, what is copied, and how training continues."""
+
+import jax
+import numpy as np
+import pytest
+
+from metapb2_core.budgets import get_budget
+from metapb2_core.envs import get_task
+from metapb2_core.methods import ExploreContext, Method, Suggestion
+from metapb2_core.population import quantiles, run_population
+from metapb2_core.ppo.trainer import get_trainer, hparams_from_configs
+from metapb2_core.space import SEARCH_SPACE
+
+TASK = get_task("cart_pole-earth")
+SMOKE = get_budget("smoke")
+CONFIG = {"lr": 3e-4, "lambda": 0.95, "clip_param": 0.2}
+
+
+def leaves(tree, member):
+    return [np.asarray(x[member]) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("scores", "lower", "upper"),
+    [
+        ([3.0, 1.0, 4.0, 2.0], [1], [2]),  # population 4: q = ceil(4 · 0.25) = 1
+        ([5, 1, 7, 3, 8, 2, 6, 4], [1, 5], [2, 4]),  # population 8: q = 2, ascending order
+        ([1.0, np.nan, 2.0, 3.0], [1], [3]),  # a NaN score ranks lowest
+        ([2.0, 2.0, 2.0, 2.0], [0], [3]),  # ties keep member order (stable sort)
+        ([1.0, 2.0], [0], [1]),  # q = 1 ≤ n/2
+        ([1.0], [], []),  # a single member never exploits
+    ],
+)
+def test_quantiles(scores, lower, upper):
+    assert quantiles(np.asarray(scores, dtype=float)) == (lower, upper)
+
+
+def test_quantile_count_for_paper_population_sizes():
+    for n, q in [(4, 1), (8, 2), (12, 3)]:
+        lower, upper = quantiles(np.arange(n, dtype=float))
+        assert (len(lower), len(upper)) == (q, q)
+
+
+@pytest.fixture(scope="module")
+def trained_population():
+    trainer = get_trainer("cart_pole", SMOKE)
+    env_params = TASK.env_params()
+    pop = trainer.init(jax.random.split(jax.random.PRNGKey(0), 4), env_params)
+    hp = hparams_from_configs([CONFIG] * 4)
+    pop, _ = trainer.iterate(pop, hp, env_params)  # non-trivial optimiser state and KL coefficient
+    pop, _ = trainer.iterate(pop, hp, env_params)
+    return trainer, env_params, hp, pop
+
+
+def test_exploit_copies_weights_optimiser_state_and_kl_coefficient(trained_population):
+    trainer, _, _, pop = trained_population
+    assert not same(leaves(pop.params, 0), leaves(pop.params, 2))
+    copied = trainer.exploit(pop, jax.numpy.asarray([0, 1, 0, 3]))
+    for part in ("params", "opt_state", "kl_coeff"):
+        assert same(leaves(getattr(copied, part), 2), leaves(getattr(pop, part), 0)), part
+        for m in (0, 1, 3):  # everyone else is untouched
+            assert same(leaves(getattr(copied, part), m), leaves(getattr(pop, part), m)), part
+    # Each member keeps its own environments and random stream.
+    for part in ("env_state", "obs", "key"):
+        assert same(leaves(getattr(copied, part), 2), leaves(getattr(pop, part), 2)), part
+
+
+def test_copied_member_continues_from_the_copied_training_state(trained_population):
+    trainer, env_params, hp, pop = trained_population
+    copied = trainer.exploit(pop, jax.numpy.asarray([0, 1, 0, 3]))
+    # Give member 2 member 0's environments and random stream too: from then on their training
+    # must be identical, which holds only if the whole training state was copied.
+    twin = copied._replace(
+        env_state=jax.tree_util.tree_map(lambda x: x.at[2].set(x[0]), copied.env_state),
+        obs=copied.obs.at[2].set(copied.obs[0]),
+        ep_return=copied.ep_return.at[2].set(copied.ep_return[0]),
+        key=copied.key.at[2].set(copied.key[0]),
+    )
+    after, _ = trainer.iterate(twin, hp, env_params)
+    assert same(leaves(after.params, 2), leaves(after.params, 0))
+    assert not same(leaves(after.params, 0), leaves(twin.params, 0))  # it did train
+
+    # Control: copying the weights but not the optimiser state changes the continuation.
+    params_only = twin._replace(opt_state=pop.opt_state)
+    after_params_only, _ = trainer.iterate(params_only, hp, env_params)
+    assert not same(leaves(after_params_only.params, 2), leaves(after_params_only.params, 0))
+
+
+class RecordingMethod(Method):
+    """A deterministic method that records what the loop shows it."""
+
+    name = "recording"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: list[ExploreContext] = []
+
+    def suggest(self, ctx: ExploreContext) -> Suggestion:
+        self.calls.append(ctx)
+        config = {"lr": 1e-4 + 1e-5 * len(self.calls), "lambda": 0.91, "clip_param": 0.11}
+        return Suggestion(config, {"call": len(self.calls)})
+
+
+def test_loop_exploits_lowest_with_a_top_member_and_applies_the_suggestion():
+    method = RecordingMethod(SEARCH_SPACE, np.random.default_rng(0))
+    result = run_population(TASK, method, SMOKE, 0, SEARCH_SPACE, TASK.env_params())
+    points = result.points
+    assert len(method.calls) == SMOKE.num_intervals - 1  # no perturbation at the final budget
+    for ctx, pert in zip(method.calls, result.perturbations, strict=True):
+        at = points[(points.timesteps == ctx.time) & points.eval_is_fresh].set_index("member")
+        scores = at["eval_return"]
+        assert ctx.member == pert.member == quantiles(scores.to_numpy())[0][0]
+        assert ctx.clone == pert.cloned_from == quantiles(scores.to_numpy())[1][0]
+        assert ctx.clone_config == {k: at.loc[ctx.clone, k] for k in SEARCH_SPACE.names}
+        # The table shows every member's record rows up to this round.
+        assert len(ctx.table) == 4 * ctx.round and ctx.table["time"].max() == ctx.time
+        # From the next iteration on, the member trains with the suggested configuration.
+        nxt = points[(points.member == ctx.member) & (points.timesteps == ctx.time + SMOKE.train_batch_size)]
+        assert nxt[SEARCH_SPACE.names].iloc[0].to_dict() == pytest.approx(pert.new_config, rel=1e-6)
+    # Members never exploited keep their initial configuration throughout.
+    exploited = {p.member for p in result.perturbations}
+    for m in set(range(4)) - exploited:
+        assert points[points.member == m]["lr"].nunique() == 1
