@@ -15,7 +15,7 @@ LISTABLE = ("tasks", "methods", "budgets")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage block
-        self.exit(2, f"metapb2: error: {message} (see 'metapb2 {self.prog.split()[-1]} --help')\n")
+        self.exit(2, f"metapb2: error: {message} (see '{self.prog} --help')\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -74,11 +74,12 @@ def _list(what: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from metapb2_core.run import RunRequest, execute_run, write_record
+    from metapb2_core.run import RunRequest, ensure_writable_dir, execute_run, write_record
     from metapb2_core.space import parse_bounds
 
     req = RunRequest(args.task, args.method, args.seed, args.budget, args.faithful, parse_bounds(args.bounds))
     budget, _ = req.check()
+    ensure_writable_dir(args.out)  # before the run, so a long run is never lost to a bad --out
     if not args.quiet:
         print(
             f"{req.run_id}: {budget.population_size} members, {budget.num_intervals} intervals of "

@@ -95,7 +95,7 @@ def execute_run(req: RunRequest, progress: ProgressFn | None = None) -> RunRecor
             for p in result.perturbations
         ],
         columns=perturbation_columns(space),
-    )
+    ).astype(perturbation_dtypes(space))
     meta = {
         **ident,
         "faithful": req.faithful,
@@ -123,14 +123,30 @@ def perturbation_columns(space: SearchSpace) -> list[str]:
     )
 
 
-def write_record(record: RunRecord, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<run_id>.points.parquet``, ``.perturbations.parquet`` and ``.json`` atomically:
-    each file appears whole or not at all, and a re-run replaces the previous files."""
-    out = Path(out_dir)
+def perturbation_dtypes(space: SearchSpace) -> dict[str, str]:
+    """Fixed column types, so an empty table (random search) has the same schema as any other."""
+    ints = {"round", "timesteps", "member", "cloned_from"}
+    strings = {"run_id", "diagnostics"}
+    return {
+        c: "int64" if c in ints else "str" if c in strings else "float64" for c in perturbation_columns(space)
+    }
+
+
+def ensure_writable_dir(path: str | Path) -> Path:
+    out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise MetaPB2Error(f"cannot create output directory {out}: {e.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise MetaPB2Error(f"output directory {out} is not writable")
+    return out
+
+
+def write_record(record: RunRecord, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``<run_id>.points.parquet``, ``.perturbations.parquet`` and ``.json`` atomically:
+    each file appears whole or not at all, and a re-run replaces the previous files."""
+    out = ensure_writable_dir(out_dir)
     rid = record.request.run_id
     paths = {
         "points": out / f"{rid}.points.parquet",
@@ -142,14 +158,19 @@ def write_record(record: RunRecord, out_dir: str | Path) -> dict[str, Path]:
         "perturbations": lambda p: record.perturbations.to_parquet(p, index=False),
         "meta": lambda p: Path(p).write_text(json.dumps(record.meta, indent=2, default=float)),
     }
-    for name, path in paths.items():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+    # All three are written to temporary files first and renamed only when all succeeded, so a
+    # failed write leaves the previous record intact.
+    tmps = {name: path.with_name(f".{path.name}.{os.getpid()}.tmp") for name, path in paths.items()}
+    try:
+        for name, tmp in tmps.items():
             writers[name](tmp)
-            os.replace(tmp, path)
-        except OSError as e:
+        for name, tmp in tmps.items():
+            os.replace(tmp, paths[name])
+    except OSError as e:
+        raise MetaPB2Error(f"cannot write the record of {rid} in {out}: {e.strerror}") from None
+    finally:
+        for tmp in tmps.values():
             tmp.unlink(missing_ok=True)
-            raise MetaPB2Error(f"cannot write {path}: {e.strerror}") from None
     return paths
 
 

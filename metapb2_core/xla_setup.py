@@ -24,6 +24,9 @@ def configure_host_devices() -> None:
     # and budget skips compilation. JAX_COMPILATION_CACHE_DIR="" turns this off.
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "metapb2" / "jax"))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+    # Loading a cached program logs a C++ warning ("Assume version compatibility") per program;
+    # errors are still shown.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     flags = os.environ.get("XLA_FLAGS", "")
     if _FLAG in flags:
         return
