@@ -1,6 +1,6 @@
 """Method registry keyed by name; importing this package registers every method."""
 
-from metapb2_core.methods import pbt, random_search  # noqa: F401  (registration)
+from metapb2_core.methods import pb2, pbt, random_search  # noqa: F401  (registration)
 from metapb2_core.methods.base import (
     METHODS,
     ExploreContext,

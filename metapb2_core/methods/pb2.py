@@ -1,0 +1,147 @@
+"""PB2 (Ray Tune 2.8.1, methods.md §2) and PB2* (LogPB2, §3): the time-varying GP bandit.
+
+Both keep their own data table: the loop's record rows plus the explore rows they add when a
+member starts under a new configuration, so that its next record row yields a transition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metapb2_core import bandit
+from metapb2_core.gp.kernel import KernelSpec
+from metapb2_core.gp.model import fit_gp
+from metapb2_core.methods.base import ExploreContext, Method, Suggestion, register_method
+from metapb2_core.quirks import Quirks
+from metapb2_core.space import Config, SearchSpace
+
+
+@dataclass(frozen=True)
+class Variant:
+    kernel: KernelSpec
+    clip_lengthscale: tuple[float, float] | None  # Ray clips ℓ after the fit and freezes it
+    scaling_log: bool  # log-scale the log parameters (lr) in the GP
+    clip_unit: bool  # clip normalised hyperparameters into [0, 1]
+    ucb_std: bool  # κ·σ (PB2*) or κ·σ² (Ray, Q9)
+    fresh_draw_without_data: bool  # round 1: a prior draw instead of the clone's values (Q36)
+    explore_row_always: bool  # also after a round-1 exploit (Q15)
+    exploration: float = 0.2
+
+
+def pb2_variant(quirks: Quirks) -> Variant:
+    # Ray's kernel starts at σ² = 1, ℓ = 1, ε = 0.1. By default its parameters are kept positive and
+    # its gradients are correct; the faithful switch restores the free parameters and Ray's partials.
+    kernel = KernelSpec(
+        1.0, 1.0, 0.1, bounded=False, unconstrained=quirks.ray_kernel, ray_gradients=quirks.ray_kernel
+    )
+    return Variant(kernel, (1e-5, 1.0), False, False, False, False, False)
+
+
+def pb2_star_variant(quirks: Quirks) -> Variant:
+    kernel = KernelSpec(1.0, 1.0 if quirks.lengthscale_starts_at_bound else 0.5, 0.1, bounded=True)
+    return Variant(kernel, None, not quirks.pb2_star_linear_lr, True, True, True, True)
+
+
+class _PB2Base(Method):
+    variant_for: Any = None
+
+    def __init__(
+        self, space: SearchSpace, rng: np.random.Generator, quirks: Quirks = Quirks(), **options: Any
+    ):
+        exploration = options.pop("exploration", None)
+        super().__init__(space, rng, quirks, **options)
+        self.variant = type(self).variant_for(quirks)
+        if exploration is not None:
+            self.variant = replace(self.variant, exploration=float(exploration))
+        self.scaling = bandit.Scaling(space, self.variant.scaling_log, self.variant.clip_unit)
+        self.explore_rows: list[dict] = []
+        self.exploit_times: dict[int, list[int]] = {}
+
+    # ---- the data table ------------------------------------------------------------------------
+    def data_table(self, records: pd.DataFrame) -> pd.DataFrame:
+        """Record rows and explore rows, each tagged with the exploit segment it belongs to."""
+        names = self.space.names
+        rec = records[["member", "time", *names, "reward"]].assign(explore=False)
+        rows = pd.concat([rec, pd.DataFrame(self.explore_rows, columns=rec.columns)], ignore_index=True)
+
+        def segment(row: pd.Series) -> int:
+            times = self.exploit_times.get(int(row["member"]), [])
+            return sum(t < row["time"] or (row["explore"] and t == row["time"]) for t in times)
+
+        rows["segment"] = rows.apply(segment, axis=1) if len(rows) else []
+        return rows
+
+    def suggest(self, ctx: ExploreContext) -> Suggestion:
+        names = self.space.names
+        trans = bandit.transitions(self.data_table(ctx.table), names, self.quirks.transitions_by_values)
+        clone_rows = trans[trans["member"] == ctx.clone]
+        clone_reward = float(ctx.table.query("member == @ctx.clone and time == @ctx.time")["reward"].iloc[-1])
+        self.exploit_times.setdefault(ctx.member, []).append(ctx.time)
+
+        if clone_rows.empty:  # no data on the clone yet (round 1)
+            if self.variant.fresh_draw_without_data:
+                config, mode = self.space.sample(self.rng), "prior_draw"
+            else:
+                config, mode = dict(ctx.clone_config), "copy_clone"
+            diagnostics: dict[str, Any] = {"mode": mode}
+            if self.variant.explore_row_always:
+                self._add_explore_row(ctx.member, ctx.time, config, clone_reward)
+            return Suggestion(config, diagnostics)
+
+        last = clone_rows.iloc[-1]
+        config, diagnostics = self._select(trans, (float(last["time"]), float(last["r_before"])), ctx.pending)
+        self._add_explore_row(ctx.member, ctx.time, config, clone_reward)
+        return Suggestion(config, diagnostics)
+
+    def _add_explore_row(self, member: int, time: int, config: Config, reward: float) -> None:
+        self.explore_rows.append(
+            {"member": member, "time": time, **config, "reward": reward, "explore": True}
+        )
+
+    # ---- the GP-UCB selection ------------------------------------------------------------------
+    def _select(self, trans: pd.DataFrame, newpoint: tuple[float, float], pending: list[Config]):
+        names, v = self.space.names, self.variant
+        length = bandit.select_length(trans, names, newpoint, self.scaling, self._window_kernel())
+        window = bandit.normalise(trans.tail(length), names, newpoint, self.scaling)
+        model = fit_gp(window.X, window.y, v.kernel, v.clip_lengthscale)
+        pending_model = model
+        if pending:
+            rows = self.scaling.to_unit(np.array([[c[n] for n in names] for c in pending]))
+            X1 = np.vstack([window.X, np.hstack([np.tile(window.fixed, (len(rows), 1)), rows])])
+            y1 = np.vstack([window.y, np.zeros((len(rows), 1))])
+            pending_model = fit_gp(X1, y1, v.kernel)
+        acq, kappa = bandit.ucb(model, pending_model, window.fixed, v.exploration, v.ucb_std)
+        u, value = bandit.maximise(acq, len(names), self.rng)
+        config = self.space.from_array(self.scaling.from_unit(u))
+        config = self.space.clip(config)  # float32 rounding may step a hair outside a bound
+        diagnostics = {
+            "mode": "gp_ucb",
+            **model.diagnostics(),
+            "window": int(length),
+            "pending_rows": len(pending),
+            "pending_fallback": pending_model.fallback if pending else None,
+            "kappa": kappa,
+            "acquisition": value,
+            "newpoint": list(newpoint),
+        }
+        return config, diagnostics
+
+    def _window_kernel(self) -> KernelSpec:
+        # Ray's select_length always uses its own kernel (σ² 1, ℓ 1, ε 0.1), also under PB2* (Q5).
+        return pb2_variant(self.quirks).kernel
+
+
+@register_method
+class PB2(_PB2Base):
+    name = "pb2"
+    variant_for = staticmethod(pb2_variant)
+
+
+@register_method
+class PB2Star(_PB2Base):
+    name = "pb2_star"
+    variant_for = staticmethod(pb2_star_variant)
