@@ -40,7 +40,6 @@ class Budget:
             "eval_episodes",
         ):
             need(getattr(self, f) > 0, f"{f} must be positive")
-        need(self.population_size >= 2, "population_size must be at least 2")
         need(
             self.train_batch_size % self.fragment_length == 0,
             "train_batch_size must be a multiple of fragment_length",
