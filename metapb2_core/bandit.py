@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -31,14 +32,32 @@ def stdz(y: np.ndarray) -> np.ndarray:
     return np.clip((y - y.mean()) / (y.std() + 1e-8), -2.0, 2.0)
 
 
-def transitions(table: pd.DataFrame, names: list[str], by_values: bool) -> pd.DataFrame:
+def tag_segments(rows: pd.DataFrame, exploit_times: dict[int, list[int]]) -> np.ndarray:
+    """For each row of a data table (member, time, explore), how many exploits of its member precede it.
+
+    A record row at the time of an exploit still belongs to the configuration before it; the
+    explore row at that time starts the next segment.
+    """
+    seg = np.zeros(len(rows), dtype=np.int64)
+    member, time = rows["member"].to_numpy(), rows["time"].to_numpy()
+    explore = rows["explore"].to_numpy(dtype=bool)
+    for m, times in exploit_times.items():
+        mine = member == m
+        for t in times:
+            seg[mine & ((time > t) | (explore & (time == t)))] += 1
+    return seg
+
+
+def transitions(
+    table: pd.DataFrame, names: list[str], by_values: bool, cap: int | None = MAX_TRANSITIONS
+) -> pd.DataFrame:
     """Reward change per time step between consecutive rows of one member under one configuration.
 
     ``table`` has columns member, time, reward, the hyperparameters and ``segment`` (which exploit
     of that member a row follows). Grouping by ``segment`` keeps a transition from ever spanning an
     exploit; ``by_values`` groups by exact hyperparameter values instead, as the original (Q39).
     Returns rows with time (end of the step), r_before (reward at its start), the
-    hyperparameters and y, sorted by time, the last 1000.
+    hyperparameters and y, sorted by time, the last ``cap`` (1000; None keeps all, as meta-data does).
     """
     d = table.sort_values("time", kind="stable")
     keys = ["member", *names] if by_values else ["member", "segment"]
@@ -49,7 +68,23 @@ def transitions(table: pd.DataFrame, names: list[str], by_values: bool) -> pd.Da
     out = d.loc[keep, ["member", "time", *names]].assign(
         r_before=(d["reward"] - d_reward)[keep], y=(d_reward / d_time)[keep]
     )
-    return out.sort_values("time", kind="stable").tail(MAX_TRANSITIONS).reset_index(drop=True)
+    out = out.sort_values("time", kind="stable")
+    return (out if cap is None else out.tail(cap)).reset_index(drop=True)
+
+
+def fit_with_pending(
+    X: np.ndarray, y: np.ndarray, fixed: np.ndarray, pending_u: np.ndarray, spec: KernelSpec, **fit_kw
+) -> tuple[GPFit, GPFit]:
+    """The model m and the pending model m1 (methods.md §2.8, §3.3).
+
+    m1 is refitted on X plus one row (fixed, u) with target 0 per configuration already handed out
+    this round, so the variance shrinks near them; without pending rows m1 is m.
+    """
+    model = fit_gp(X, y, spec, **fit_kw)
+    if not len(pending_u):
+        return model, model
+    X1 = np.vstack([X, np.hstack([np.tile(fixed, (len(pending_u), 1)), pending_u])])
+    return model, fit_gp(X1, np.vstack([y, np.zeros((len(pending_u), 1))]), spec)
 
 
 @dataclass(frozen=True)
@@ -118,6 +153,15 @@ def select_length(
     return lengths[int(np.argmax(lls))]
 
 
+class Surrogate(Protocol):
+    """What an acquisition needs of a model: its row count and a prediction with gradients."""
+
+    @property
+    def n_rows(self) -> int: ...
+
+    def predict_with_gradient(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]: ...
+
+
 @dataclass
 class UCB:
     """UCB with β = c1 + max(0, ln(0.4·N)), κ = √β: μ + κ·σ (PB2*) or μ + κ·σ² (Ray, Q9).
@@ -127,8 +171,8 @@ class UCB:
     fixed (time, reward) coordinates are prepended. A non-finite value reads as −9999.
     """
 
-    model: GPFit
-    pending_model: GPFit
+    model: Surrogate
+    pending_model: Surrogate
     fixed: np.ndarray
     kappa: float
     use_std: bool
@@ -155,7 +199,7 @@ class UCB:
 
 
 def ucb(
-    model: GPFit, pending_model: GPFit, fixed: np.ndarray, exploration: float, use_std: bool
+    model: Surrogate, pending_model: Surrogate, fixed: np.ndarray, exploration: float, use_std: bool
 ) -> tuple[UCB, float]:
     kappa = math.sqrt(exploration + max(0.0, math.log(0.4 * model.n_rows)))
     return UCB(model, pending_model, np.asarray(fixed, dtype=np.float64), kappa, use_std), kappa

@@ -39,6 +39,44 @@ def _build_parser() -> argparse.ArgumentParser:
         "--faithful", action="store_true", help="reproduce the original code's quirks (methods.md §11)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument(
+        "--meta", metavar="DIR", help="meta-data directory for meta methods (built by 'metapb2 meta')"
+    )
+    run.add_argument(
+        "--portfolio",
+        metavar="DIR_OR_JSON",
+        help="portfolio directory or file for warm methods (built by 'metapb2 portfolio')",
+    )
+
+    meta = sub.add_parser("meta", help="build meta-data (per-task transition tables) from run records")
+    meta.add_argument("runs", type=Path, help="directory of run records (metapb2 run --out)")
+    meta.add_argument("--out", type=Path, required=True, help="meta-data directory to write")
+    meta.add_argument(
+        "--method", default="pb2", help="use the runs of this method (default pb2, as the paper)"
+    )
+    meta.add_argument(
+        "--faithful", action="store_true", help="group transitions by hyperparameter values (quirk Q39)"
+    )
+
+    port = sub.add_parser(
+        "portfolio", help="portfolio pipeline: candidates, performance matrix, greedy portfolios"
+    )
+    port.add_argument(
+        "--tasks", nargs="+", required=True, help="source tasks (candidates and matrix columns)"
+    )
+    port.add_argument("--targets", nargs="+", required=True, help="tasks to build a portfolio for")
+    port.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default 0)")
+    port.add_argument("--budget", default="smoke", help="budget preset sizing the runs (default smoke)")
+    port.add_argument("--configs", type=int, default=30, help="random configurations per task and seed (30)")
+    port.add_argument("--intervals", type=int, default=4, help="intervals each candidate trains (4)")
+    port.add_argument("--best", type=int, default=1, help="candidates kept per task and seed (1)")
+    port.add_argument(
+        "--size", type=int, default=None, help="portfolio size (default: members + first-round exploits)"
+    )
+    port.add_argument(
+        "--out", type=Path, required=True, help="directory for candidates, matrix and portfolios"
+    )
+    port.add_argument("--faithful", action="store_true", help="the original's selection (Q34) and exclusion")
 
     lst = sub.add_parser("list", help="print registered names, one per line")
     lst.add_argument("what", choices=LISTABLE)
@@ -77,8 +115,18 @@ def _run(args: argparse.Namespace) -> None:
     from metapb2_core.run import RunRequest, ensure_writable_dir, execute_run, write_record
     from metapb2_core.space import parse_bounds
 
-    req = RunRequest(args.task, args.method, args.seed, args.budget, args.faithful, parse_bounds(args.bounds))
+    req = RunRequest(
+        args.task,
+        args.method,
+        args.seed,
+        args.budget,
+        args.faithful,
+        parse_bounds(args.bounds),
+        meta=args.meta,
+        portfolio=args.portfolio,
+    )
     budget, _ = req.check()
+    req.method_inputs()  # missing meta-data or portfolio fails here, before any compilation
     ensure_writable_dir(args.out)  # before the run, so a long run is never lost to a bad --out
     if not args.quiet:
         print(
@@ -97,11 +145,51 @@ def _run(args: argparse.Namespace) -> None:
     print(f"wrote {paths['points']}, {paths['perturbations'].name}, {paths['meta'].name}")
 
 
+def _meta(args: argparse.Namespace) -> None:
+    from metapb2_core.meta.tables import build_meta_dir
+    from metapb2_core.space import SEARCH_SPACE
+
+    written = build_meta_dir(args.runs, args.out, SEARCH_SPACE, args.method, by_values=args.faithful)
+    tasks = sorted({p.parent.name for p in written})
+    print(f"wrote {len(written)} meta tables for {len(tasks)} tasks into {args.out}: {', '.join(tasks)}")
+
+
+def _portfolio(args: argparse.Namespace) -> None:
+    from metapb2_core.budgets import get_budget
+    from metapb2_core.envs import get_task
+    from metapb2_core.portfolio import build_portfolios
+    from metapb2_core.quirks import Quirks
+    from metapb2_core.space import SEARCH_SPACE
+
+    for t in [*args.tasks, *args.targets]:
+        get_task(t)
+    paths = build_portfolios(
+        args.tasks,
+        args.targets,
+        get_budget(args.budget),
+        SEARCH_SPACE,
+        args.out,
+        tuple(args.seeds),
+        Quirks.from_flag(args.faithful),
+        args.configs,
+        args.intervals,
+        args.best,
+        args.size,
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
+    for target, path in paths.items():
+        print(f"{target}: {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "list":
             print("\n".join(_list(args.what)))
+        elif args.command == "meta":
+            _meta(args)
+        elif args.command == "portfolio":
+            _portfolio(args)
         else:
             _run(args)
     except MetaPB2Error as e:

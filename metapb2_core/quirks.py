@@ -24,6 +24,22 @@ class Quirks:
     # Q39: transitions grouped by exact hyperparameter values can span an exploit that handed a
     # member back a configuration it had before; by default a transition never crosses an exploit.
     transitions_by_values: bool = False
+    # Q24: the original's ranking loss also sums the shift-0 terms, penalising the target model for
+    # positions whose leave-one-out prediction lies below their own value; RGPE starts at shift 1.
+    ranking_loss_shift0: bool = False
+    # Q25: TAF-PB2's target leave-one-out predictions refit a GP per left-out row (N fits per
+    # suggestion); by default they come in closed form from the fitted GP.
+    loo_refit: bool = False
+    # Q11: TAF-PB2's meta incumbents are maxima over the target inputs including the pending rows.
+    taf_incumbent_with_pending: bool = False
+    # Q2: MultiTaskPB2's latent kernels start at ε = 0, their lower bound, so they never decay in time.
+    multitask_epsilon_at_bound: bool = False
+    # Q34: the original's greedy portfolio picks the K candidates with the largest normalised row
+    # sums, not the best-of-portfolio coverage the paper describes.
+    portfolio_row_sums: bool = False
+    # §9.3: the original leaves out only the target task's column and candidates; the paper's
+    # protocol leaves out the target's whole environment (every gravity).
+    portfolio_excludes_task_only: bool = False
 
     @classmethod
     def faithful(cls) -> Quirks:

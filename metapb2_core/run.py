@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -15,8 +16,10 @@ from metapb2_core import __version__
 from metapb2_core.budgets import Budget, get_budget
 from metapb2_core.envs import get_task
 from metapb2_core.errors import MetaPB2Error
+from metapb2_core.meta.tables import load_meta_tables
 from metapb2_core.methods import get_method
 from metapb2_core.population import ProgressFn, run_population
+from metapb2_core.portfolio import load_portfolio
 from metapb2_core.quirks import Quirks
 from metapb2_core.space import SEARCH_SPACE, SearchSpace
 
@@ -29,6 +32,8 @@ class RunRequest:
     budget: str = "smoke"
     faithful: bool = False  # reproduce the original code's quirks (methods.md §11)
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    meta: str | None = None  # meta-data directory (meta methods)
+    portfolio: str | None = None  # portfolio directory or JSON file (warm methods)
 
     @property
     def run_id(self) -> str:
@@ -45,6 +50,26 @@ class RunRequest:
         if self.seed < 0:
             raise MetaPB2Error(f"seed must be non-negative, got {self.seed}")
         return get_budget(self.budget), self.space()
+
+    def method_inputs(self) -> dict[str, Any]:
+        """What the method requires beyond the space: meta-data (leave-one-task-out) or a portfolio."""
+        requires = get_method(self.method).requires
+        inputs: dict[str, Any] = {}
+        if "meta_tables" in requires:
+            if not self.meta:
+                raise MetaPB2Error(
+                    f"method {self.method!r} needs meta-data: pass --meta DIR (built by 'metapb2 meta')"
+                )
+            inputs["meta_tables"] = load_meta_tables(self.meta, self.task)
+            inputs["target_task"] = self.task
+        if "portfolio" in requires:
+            if not self.portfolio:
+                raise MetaPB2Error(
+                    f"method {self.method!r} needs a portfolio: pass --portfolio DIR_OR_JSON "
+                    "(built by 'metapb2 portfolio')"
+                )
+            inputs["portfolio"] = load_portfolio(self.portfolio, self.task)
+        return inputs
 
 
 @dataclass
@@ -64,7 +89,8 @@ def execute_run(req: RunRequest, progress: ProgressFn | None = None) -> RunRecor
     budget, space = req.check()
     task = get_task(req.task)
     quirks = Quirks.from_flag(req.faithful)
-    method = get_method(req.method)(space, np.random.default_rng([req.seed, 2]), quirks)
+    inputs = req.method_inputs()
+    method = get_method(req.method)(space, np.random.default_rng([req.seed, 2]), quirks, **inputs)
     result = run_population(task, method, budget, req.seed, space, task.env_params(quirks), progress)
 
     ident = {
@@ -106,6 +132,10 @@ def execute_run(req: RunRequest, progress: ProgressFn | None = None) -> RunRecor
         "train_env_steps": result.train_env_steps,
         "env_steps_per_second": result.train_env_steps / result.wall_seconds,
         "final_configs": result.final_configs,
+        "meta_source": req.meta,
+        "meta_tasks": {t: sorted(set(df["run_id"])) for t, df in inputs.get("meta_tables", {}).items()},
+        "portfolio_source": req.portfolio,
+        "portfolio": inputs.get("portfolio"),
         "code_version": __version__,
         "jax_version": jax.__version__,
     }

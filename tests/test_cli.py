@@ -65,6 +65,17 @@ RUN = ["run", "--task", "cart_pole-earth", "--method", "pbt", "--quiet"]
         ([*RUN, "--seed", "-1"], "seed must be non-negative"),
         (["run", "--method", "pbt"], "--task"),
         (["list", "things"], "invalid choice"),
+        (["run", "--task", "cart_pole-earth", "--method", "taf"], "needs meta-data: pass --meta"),
+        (
+            ["run", "--task", "cart_pole-earth", "--method", "taf", "--meta", "nowhere"],
+            "nowhere does not exist",
+        ),
+        (["run", "--task", "cart_pole-earth", "--method", "pb2_star_warm"], "needs a portfolio"),
+        (
+            ["run", "--task", "cart_pole-earth", "--method", "pb2_star_warm", "--portfolio", "p"],
+            "no portfolio for task 'cart_pole-earth'",
+        ),
+        (["meta", "nowhere", "--out", "m"], "no 'pb2' run records"),
     ],
     ids=[
         "unknown-task",
@@ -80,6 +91,11 @@ RUN = ["run", "--task", "cart_pole-earth", "--method", "pbt", "--quiet"]
         "negative-seed",
         "missing-task",
         "bad-list",
+        "meta-method-without-meta",
+        "missing-meta-dir",
+        "warm-without-portfolio",
+        "missing-portfolio",
+        "meta-from-no-runs",
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):

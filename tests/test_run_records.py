@@ -308,7 +308,8 @@ def test_custom_bounds_are_respected():
 # ---- (e) the smoke grid --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+# methods that need meta-data or a portfolio run end to end in test_meta_e2e.py
+@pytest.mark.parametrize("method", [m for m, cls in METHODS.items() if not cls.requires])
 @pytest.mark.parametrize("task", list(TASKS))
 def test_smoke_grid(task, method):
     assert len(TASKS) == 20

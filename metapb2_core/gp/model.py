@@ -75,18 +75,22 @@ class GPFit:
 
 def _posterior(X, y, var, ls, eps, noise) -> tuple[np.ndarray, np.ndarray, float]:
     # GPy's exact inference adds a fixed 1e-8 to the noise on the diagonal; so do we, to match it
-    K = tv_se_cov(X, None, var, ls, eps) + (noise + 1e-8) * np.eye(len(X))
+    return cholesky_posterior(tv_se_cov(X, None, var, ls, eps) + (noise + 1e-8) * np.eye(len(X)), y)
+
+
+def cholesky_posterior(K: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Cholesky factor, K⁻¹y and log marginal likelihood; jitter escalates as GPy's jitchol."""
     jitter = 0.0
-    for _ in range(6):  # GPy's jitchol escalation, bounded
+    for _ in range(6):
         try:
-            L = cholesky(K + jitter * np.eye(len(X)), lower=True)
+            L = cholesky(K + jitter * np.eye(len(K)), lower=True)
             break
         except np.linalg.LinAlgError:
             jitter = max(jitter * 10.0, 1e-6 * float(np.mean(np.diag(K))))
     else:
         raise np.linalg.LinAlgError("covariance is not positive definite even with jitter")
     alpha = cho_solve((L, True), y)
-    ll = float(-0.5 * (y.T @ alpha).item() - np.log(np.diag(L)).sum() - 0.5 * len(X) * np.log(2 * np.pi))
+    ll = float(-0.5 * (y.T @ alpha).item() - np.log(np.diag(L)).sum() - 0.5 * len(K) * np.log(2 * np.pi))
     return L, alpha, ll
 
 

@@ -1,6 +1,14 @@
 """Method registry keyed by name; importing this package registers every method."""
 
-from metapb2_core.methods import pb2, pbt, random_search  # noqa: F401  (registration)
+from metapb2_core.methods import (  # noqa: F401  (registration)
+    meta_prior,
+    multi_task,
+    pb2,
+    pbt,
+    random_search,
+    taf,
+    warm,
+)
 from metapb2_core.methods.base import (
     METHODS,
     ExploreContext,

@@ -41,6 +41,8 @@ class Suggestion:
 class Method(ABC):
     name: ClassVar[str]
     perturbs: ClassVar[bool] = True  # False: members train independently (no exploit/explore)
+    # keyword inputs the run must supply: "meta_tables" + "target_task" (meta methods), "portfolio"
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, quirks: Quirks = Quirks(), **options: Any

@@ -14,7 +14,7 @@ import pandas as pd
 
 from metapb2_core import bandit
 from metapb2_core.gp.kernel import KernelSpec
-from metapb2_core.gp.model import fit_gp
+from metapb2_core.gp.model import GPFit
 from metapb2_core.methods.base import ExploreContext, Method, Suggestion, register_method
 from metapb2_core.quirks import Quirks
 from metapb2_core.space import Config, SearchSpace
@@ -67,12 +67,7 @@ class _PB2Base(Method):
         names = self.space.names
         rec = records[["member", "time", *names, "reward"]].assign(explore=False)
         rows = pd.concat([rec, pd.DataFrame(self.explore_rows, columns=rec.columns)], ignore_index=True)
-
-        def segment(row: pd.Series) -> int:
-            times = self.exploit_times.get(int(row["member"]), [])
-            return sum(t < row["time"] or (row["explore"] and t == row["time"]) for t in times)
-
-        rows["segment"] = rows.apply(segment, axis=1) if len(rows) else []
+        rows["segment"] = bandit.tag_segments(rows, self.exploit_times)
         return rows
 
     def suggest(self, ctx: ExploreContext) -> Suggestion:
@@ -84,7 +79,7 @@ class _PB2Base(Method):
 
         if clone_rows.empty:  # no data on the clone yet (round 1)
             if self.variant.fresh_draw_without_data:
-                config, mode = self.space.sample(self.rng), "prior_draw"
+                config, mode = self.initializer(), "prior_draw"
             else:
                 config, mode = dict(ctx.clone_config), "copy_clone"
             diagnostics: dict[str, Any] = {"mode": mode}
@@ -97,6 +92,10 @@ class _PB2Base(Method):
         self._add_explore_row(ctx.member, ctx.time, config, clone_reward)
         return Suggestion(config, diagnostics)
 
+    def initializer(self) -> Config:
+        """A round-1 configuration for a member whose clone has no data yet (Q36): a prior draw."""
+        return self.space.sample(self.rng)
+
     def _add_explore_row(self, member: int, time: int, config: Config, reward: float) -> None:
         self.explore_rows.append(
             {"member": member, "time": time, **config, "reward": reward, "explore": True}
@@ -104,35 +103,50 @@ class _PB2Base(Method):
 
     # ---- the GP-UCB selection ------------------------------------------------------------------
     def _select(self, trans: pd.DataFrame, newpoint: tuple[float, float], pending: list[Config]):
-        names, v = self.space.names, self.variant
+        names = self.space.names
         length = bandit.select_length(trans, names, newpoint, self.scaling, self._window_kernel())
-        window = bandit.normalise(trans.tail(length), names, newpoint, self.scaling)
-        model = fit_gp(window.X, window.y, v.kernel, v.clip_lengthscale)
-        pending_model = model
-        if pending:
-            rows = self.scaling.to_unit(np.array([[c[n] for n in names] for c in pending]))
-            X1 = np.vstack([window.X, np.hstack([np.tile(window.fixed, (len(rows), 1)), rows])])
-            y1 = np.vstack([window.y, np.zeros((len(rows), 1))])
-            pending_model = fit_gp(X1, y1, v.kernel)
-        acq, kappa = bandit.ucb(model, pending_model, window.fixed, v.exploration, v.ucb_std)
+        window_rows = trans.tail(length)
+        window = bandit.normalise(window_rows, names, newpoint, self.scaling)
+        pending_u = self.scaling.to_unit(
+            np.array([[c[n] for n in names] for c in pending]).reshape(-1, len(names))
+        )
+        acq, diagnostics = self.acquisition(window, window_rows, pending_u)
         u, value = bandit.maximise(acq, len(names), self.rng)
         config = self.space.from_array(self.scaling.from_unit(u))
         config = self.space.clip(config)  # float32 rounding may step a hair outside a bound
         diagnostics = {
             "mode": "gp_ucb",
-            **model.diagnostics(),
+            **diagnostics,
             "window": int(length),
             "pending_rows": len(pending),
-            "pending_fallback": pending_model.fallback if pending else None,
-            "kappa": kappa,
             "acquisition": value,
             "newpoint": list(newpoint),
         }
         return config, diagnostics
 
+    def acquisition(
+        self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray
+    ) -> tuple[bandit.UCB, dict[str, Any]]:
+        """The function to maximise over the unit box, and what to record about it. Meta methods
+        override this; PB2 and PB2* fit the target GP and take UCB."""
+        v = self.variant
+        m, m1 = bandit.fit_with_pending(
+            window.X, window.y, window.fixed, pending_u, v.kernel, clip_lengthscale=v.clip_lengthscale
+        )
+        acq, kappa = self.ucb(m, m1, window.fixed)
+        return acq, fit_diagnostics(m, m1, kappa)
+
+    def ucb(self, model: bandit.Surrogate, pending_model: bandit.Surrogate, fixed: np.ndarray):
+        return bandit.ucb(model, pending_model, fixed, self.variant.exploration, self.variant.ucb_std)
+
     def _window_kernel(self) -> KernelSpec:
         # Ray's select_length always uses its own kernel (σ² 1, ℓ 1, ε 0.1), also under PB2* (Q5).
         return pb2_variant(self.quirks).kernel
+
+
+def fit_diagnostics(m: GPFit, m1: GPFit, kappa: float | None = None) -> dict[str, Any]:
+    """The fitted GP's parameters, and whether the pending model m1 had to fall back."""
+    return {**m.diagnostics(), "kappa": kappa, "pending_fallback": m1.fallback if m1 is not m else None}
 
 
 @register_method

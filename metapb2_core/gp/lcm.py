@@ -1,0 +1,130 @@
+"""The multi-task GP of MultiTaskPB2 (methods.md §7): a linear coregionalisation model on GPy.
+
+cov((x, a), (x', b)) = Σ_q B_q[a, b] · k_q(x, x'), with one time-varying kernel k_q and one rank-1
+coregionalisation matrix B_q = W_q W_qᵀ + diag(κ_q) per task, and one noise variance per task.
+GPy fits it; predictions for task 0 (the target) come from a numpy posterior, as in ``model``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import GPy
+import numpy as np
+from scipy.linalg import cho_solve
+
+from metapb2_core.gp.kernel import KernelSpec, TVSquaredExp, tv_se_cov
+from metapb2_core.gp.model import _FIT_ERRORS, cholesky_posterior
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LCMFit:
+    X: np.ndarray  # all tasks' inputs stacked, N × D
+    task: np.ndarray  # task index per row
+    kernels: list[tuple[float, float, float]]  # (σ², ℓ, ε) per latent kernel
+    B: list[np.ndarray]  # coregionalisation matrices
+    noise: np.ndarray  # per task
+    log_likelihood: float
+    fallback: str | None
+    chol: np.ndarray
+    alpha: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.X)  # all rows, meta rows included (Q12)
+
+    def _cross(self, Xs: np.ndarray) -> np.ndarray:
+        return sum(
+            B[0, self.task][None, :] * tv_se_cov(Xs, self.X, *k)
+            for k, B in zip(self.kernels, self.B, strict=True)
+        )
+
+    def _prior_var(self) -> float:
+        return float(sum(B[0, 0] * k[0] for k, B in zip(self.kernels, self.B, strict=True)))
+
+    def predict(self, Xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Target-task mean and variance (with the target's noise) at the rows of ``Xs``."""
+        ks = self._cross(np.atleast_2d(Xs))
+        v = cho_solve((self.chol, True), ks.T)
+        var = self._prior_var() - np.sum(ks.T * v, axis=0) + self.noise[0]
+        return ks @ self.alpha, var
+
+    def predict_with_gradient(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+        x = np.asarray(x, dtype=np.float64).reshape(1, -1)
+        ks = np.zeros(len(self.X))
+        dks = np.zeros((len(self.X), x.shape[1]))
+        for (var, ls, eps), B in zip(self.kernels, self.B, strict=True):
+            kq = B[0, self.task] * tv_se_cov(x, self.X, var, ls, eps)[0]
+            ks += kq
+            dks[:, 1:] += kq[:, None] * (-2.0 / ls) * (x[:, 1:] - self.X[:, 1:])
+        kinv_ks = cho_solve((self.chol, True), ks)
+        mean = float(ks @ self.alpha[:, 0])
+        var = self._prior_var() - float(ks @ kinv_ks) + float(self.noise[0])
+        return mean, var, dks.T @ self.alpha[:, 0], -2.0 * dks.T @ kinv_ks
+
+    def diagnostics(self) -> dict:
+        return {
+            "lcm_kernels": [list(k) for k in self.kernels],
+            "lcm_B_target_row": [B[0].tolist() for B in self.B],
+            "noise": self.noise.tolist(),
+            "log_likelihood": self.log_likelihood,
+            "n_rows": self.n_rows,
+            "fallback": self.fallback,
+        }
+
+
+def fit_lcm(
+    X_list: list[np.ndarray], y_list: list[np.ndarray], spec: KernelSpec, rng: np.random.Generator
+) -> LCMFit:
+    """One L-BFGS-B run over all parameters; W_q start at 0.5·N(0, 1) drawn from ``rng``, κ_q at 0.5."""
+    Q, D = len(X_list), X_list[0].shape[1]
+    start_W = [0.5 * rng.standard_normal((Q, 1)) for _ in range(Q)]
+    fallback = None
+    try:
+        kern = GPy.util.multioutput.LCM(
+            D, Q, [TVSquaredExp(D, spec, name=f"tv{q}") for q in range(Q)], W_rank=1
+        )
+        icms = kern.parts if Q > 1 else [kern]
+        for icm, W in zip(icms, start_W, strict=True):
+            icm.parts[1].W[:] = W
+        ys = [np.asarray(v, dtype=np.float64).reshape(-1, 1) for v in y_list]
+        model = GPy.models.GPCoregionalizedRegression(list(X_list), ys, kernel=kern)
+        with np.errstate(all="ignore"):
+            model.optimize(max_iters=1000)
+        kernels = [icm.parts[0].values() for icm in icms]
+        Bs = [icm.parts[1].B.copy() for icm in icms]
+        noise = np.array([lik.variance.item() for lik in model.likelihood.likelihoods_list])
+        if not (
+            np.isfinite(np.array(kernels)).all()
+            and np.isfinite(noise).all()
+            and np.isfinite(model.log_likelihood())
+        ):
+            raise FloatingPointError("non-finite multi-task fit")
+    except _FIT_ERRORS as e:
+        fallback = f"unoptimised starting values ({type(e).__name__}: {e})"
+        log.warning("multi-task GP fit failed on %d rows; using %s", sum(map(len, X_list)), fallback)
+        kernels = [(spec.variance, spec.lengthscale, spec.epsilon)] * Q
+        Bs = [W @ W.T + np.diag(np.full(Q, 0.5)) for W in start_W]
+        noise = np.ones(Q)
+    return lcm_posterior(X_list, y_list, kernels, Bs, noise, fallback)
+
+
+def lcm_posterior(
+    X_list: list[np.ndarray],
+    y_list: list[np.ndarray],
+    kernels: list[tuple[float, float, float]],
+    Bs: list[np.ndarray],
+    noise: np.ndarray,
+    fallback: str | None = None,
+) -> LCMFit:
+    """The numpy posterior of an LCM with the given parameters (GPy's 1e-8 jitter included)."""
+    X = np.vstack(X_list)
+    y = np.vstack([np.asarray(v, dtype=np.float64).reshape(-1, 1) for v in y_list])
+    task = np.concatenate([np.full(len(x), i) for i, x in enumerate(X_list)])
+    noise = np.asarray(noise, dtype=np.float64)
+    K = sum(B[task][:, task] * tv_se_cov(X, None, *k) for k, B in zip(kernels, Bs, strict=True))
+    L, alpha, ll = cholesky_posterior(K + np.diag(noise[task] + 1e-8), y)
+    return LCMFit(X, task, [tuple(map(float, k)) for k in kernels], Bs, noise, ll, fallback, L, alpha)

@@ -1,0 +1,150 @@
+"""Meta-data: the transitions of finished runs, stored per task, loaded leave-one-task-out.
+
+A meta table holds one row per transition of a run (methods.md §2.2 without the 1000-row cap):
+run_id, method, seed, budget, member, time, r_before, the hyperparameters and y. Tables live in
+``<meta_dir>/<task>/<run_id>.parquet``, so they can be selected by task, method and seed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metapb2_core import bandit
+from metapb2_core.errors import MetaPB2Error
+from metapb2_core.space import SearchSpace
+
+
+class MetaLeakError(MetaPB2Error):
+    """The target task's own data would reach a method that must not see it."""
+
+
+def data_table_from_record(
+    points: pd.DataFrame, perturbations: pd.DataFrame, space: SearchSpace
+) -> pd.DataFrame:
+    """The data table of a finished run: a record row per member and evaluation, an explore row per
+    perturbation (the new configuration starting from the clone's reward), segments by exploit."""
+    names = space.names
+    fresh = points[points["eval_is_fresh"]]
+    rec = pd.DataFrame(
+        {
+            "member": fresh["member"].to_numpy(),
+            "time": fresh["timesteps"].to_numpy(),
+            **{n: fresh[n].to_numpy(dtype=np.float64) for n in names},
+            "reward": fresh["eval_return"].to_numpy(dtype=np.float64),
+            "explore": False,
+        }
+    )
+    exp = pd.DataFrame(
+        {
+            "member": perturbations["member"].to_numpy(),
+            "time": perturbations["timesteps"].to_numpy(),
+            **{n: perturbations[f"new_{n}"].to_numpy(dtype=np.float64) for n in names},
+            "reward": perturbations["clone_score"].to_numpy(dtype=np.float64),
+            "explore": True,
+        }
+    )
+    rows = pd.concat([rec, exp], ignore_index=True) if len(exp) else rec
+    exploit_times: dict[int, list[int]] = {}
+    for m, t in zip(perturbations["member"], perturbations["timesteps"], strict=True):
+        exploit_times.setdefault(int(m), []).append(int(t))
+    rows["segment"] = bandit.tag_segments(rows, exploit_times)
+    return rows
+
+
+def meta_table_from_record(
+    points: pd.DataFrame, perturbations: pd.DataFrame, meta: dict, space: SearchSpace, by_values: bool = False
+) -> pd.DataFrame:
+    trans = bandit.transitions(
+        data_table_from_record(points, perturbations, space), space.names, by_values, None
+    )
+    ident = {k: meta[k] for k in ("run_id", "task", "method", "seed", "budget")}
+    return trans.assign(**ident)[[*ident, "member", "time", "r_before", *space.names, "y"]]
+
+
+def write_meta_table(meta_dir: str | Path, table: pd.DataFrame) -> Path:
+    task, run_id = table["task"].iloc[0], table["run_id"].iloc[0]
+    out = Path(meta_dir) / task
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{run_id}.parquet"
+    tmp = path.with_suffix(".tmp")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def build_meta_dir(
+    runs_dir: str | Path,
+    meta_dir: str | Path,
+    space: SearchSpace,
+    method: str = "pb2",
+    by_values: bool = False,
+) -> list[Path]:
+    """Turn every record of ``method`` in ``runs_dir`` into a meta table in ``meta_dir``."""
+    from metapb2_core.run import read_record
+
+    runs = Path(runs_dir)
+    metas = sorted(runs.glob("*.json"))
+    written = []
+    for path in metas:
+        meta = json.loads(path.read_text())
+        if meta.get("method") != method:
+            continue
+        points, perturbations, meta = read_record(runs, meta["run_id"])
+        table = meta_table_from_record(points, perturbations, meta, space, by_values)
+        if len(table):
+            written.append(write_meta_table(meta_dir, table))
+    if not written:
+        raise MetaPB2Error(f"no {method!r} run records with transitions in {runs} to build meta-data from")
+    return written
+
+
+def available_tasks(meta_dir: str | Path) -> list[str]:
+    root = Path(meta_dir)
+    if not root.is_dir():
+        raise MetaPB2Error(f"meta-data directory {root} does not exist (build it with 'metapb2 meta')")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+
+
+def load_meta_tables(
+    meta_dir: str | Path,
+    target_task: str,
+    method: str | None = "pb2",
+    seeds: list[int] | None = None,
+    budget: str | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Meta tables of every task but the target (leave-one-task-out, Q22: the same environment
+    under other gravities stays in), pooled over runs and sorted by time, in task-name order."""
+    tables = {}
+    for task in available_tasks(meta_dir):
+        if task == target_task:
+            continue
+        parts = [pd.read_parquet(p) for p in sorted((Path(meta_dir) / task).glob("*.parquet"))]
+        df = pd.concat(parts, ignore_index=True)
+        if method is not None:
+            df = df[df["method"] == method]
+        if seeds is not None:
+            df = df[df["seed"].isin(seeds)]
+        if budget is not None:
+            df = df[df["budget"] == budget]
+        if len(df):
+            tables[task] = df.sort_values("time", kind="stable").reset_index(drop=True)
+    if not tables:
+        raise MetaPB2Error(
+            f"no meta-data for target {target_task!r} in {meta_dir} "
+            f"(method={method}, seeds={seeds}, budget={budget}; the target's own task is excluded)"
+        )
+    check_no_leak(tables, target_task)
+    return tables
+
+
+def check_no_leak(tables: dict[str, pd.DataFrame], target_task: str) -> None:
+    leaked = [name for name, t in tables.items() if name == target_task or (t["task"] == target_task).any()]
+    if leaked:
+        raise MetaLeakError(
+            f"meta-data for target task {target_task!r} contains that task's own runs (in {leaked}); "
+            "leave-one-task-out forbids it"
+        )

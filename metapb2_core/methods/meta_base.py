@@ -1,0 +1,97 @@
+"""What the meta methods share: PB2* plus meta-models of other tasks and their ranking weights.
+
+A meta method is built with ``meta_tables`` (task → pooled transitions, see ``metapb2_core.meta``)
+and the ``target_task``; it refuses tables that contain the target (leave-one-task-out). Every
+suggestion records which meta tasks informed it, with their weights and source runs (lineage), and
+any fallback taken.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from metapb2_core import bandit
+from metapb2_core.meta.models import Alignment, MetaTask, fit_meta_task
+from metapb2_core.meta.tables import check_no_leak
+from metapb2_core.meta.weights import rank_weights
+from metapb2_core.methods.pb2 import PB2Star
+from metapb2_core.quirks import Quirks
+from metapb2_core.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MetaView:
+    """The meta tasks usable for one target window, with their alignments and predictions."""
+
+    tasks: list[MetaTask]
+    alignments: list[Alignment]
+    preds: np.ndarray  # usable tasks × window rows, window-standardised units
+    skipped: list[str] = field(default_factory=list)  # no meta rows in the window's time range
+
+
+class MetaPB2Base(PB2Star):
+    requires: ClassVar[tuple[str, ...]] = ("meta_tables", "target_task")
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        rng: np.random.Generator,
+        quirks: Quirks = Quirks(),
+        *,
+        meta_tables: dict[str, pd.DataFrame],
+        target_task: str,
+        **options: Any,
+    ):
+        super().__init__(space, rng, quirks, **options)
+        check_no_leak(meta_tables, target_task)
+        self.target_task = target_task
+        self.meta_tasks = [
+            fit_meta_task(name, meta_tables[name], space.names, self.scaling, self.variant.kernel)
+            for name in sorted(meta_tables)
+        ]
+
+    def meta_view(self, window: bandit.Window, window_rows: pd.DataFrame) -> MetaView:
+        t_min, t_max = float(window_rows["time"].min()), float(window_rows["time"].max())
+        tasks, aligns, preds, skipped = [], [], [], []
+        for task in self.meta_tasks:
+            al = task.align(t_min, t_max)
+            if al is None:  # Q28: the original crashes here
+                skipped.append(task.name)
+                continue
+            tasks.append(task)
+            aligns.append(al)
+            preds.append(task.predict_mean(window.X, al))
+        return MetaView(tasks, aligns, np.array(preds).reshape(len(tasks), len(window.X)), skipped)
+
+    def weights(self, view: MetaView, y: np.ndarray, loo: np.ndarray | None = None) -> np.ndarray:
+        return rank_weights(view.preds, y, self.rng, loo=loo, shift0=self.quirks.ranking_loss_shift0)
+
+    @staticmethod
+    def lineage(view: MetaView, weights: np.ndarray, fallback: str | None) -> dict[str, Any]:
+        used = {t.name: float(w) for t, w in zip(view.tasks, weights, strict=False) if w > 0}
+        return {
+            "meta_weights": used,
+            "meta_runs": {t.name: t.run_ids for t in view.tasks if t.name in used},
+            "meta_skipped": view.skipped,
+            "meta_fallback": fallback,
+        }
+
+    def no_meta(self, window, window_rows, pending_u, reason: str, view: MetaView | None = None):
+        """Plain PB2* for this suggestion, saying why."""
+        log.info("%s: %s; using PB2* for this suggestion", self.name, reason)
+        acq, diag = super().acquisition(window, window_rows, pending_u)
+        skipped = view.skipped if view is not None else []
+        return acq, {
+            **diag,
+            "meta_weights": {},
+            "meta_runs": {},
+            "meta_skipped": skipped,
+            "meta_fallback": reason,
+        }

@@ -1,0 +1,224 @@
+"""Portfolio warm start (methods.md §9, protocol.md §5.1–5.4) in three steps.
+
+1. Candidates: per task and seed, a random search of 30 configurations for 4 intervals, trained
+   as one population; the best configuration by final evaluation return is that task's candidate.
+2. Performance matrix: every candidate re-trained with fixed hyperparameters on every task (one
+   population per task holding all candidates).
+3. Portfolio per target task: column-normalised matrix without the target's environment, then a
+   greedy selection maximising Σ_task max_{c ∈ portfolio} score (best-of-portfolio coverage).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metapb2_core.budgets import Budget
+from metapb2_core.errors import MetaPB2Error
+from metapb2_core.quirks import Quirks
+from metapb2_core.space import Config, SearchSpace
+
+CANDIDATE_CONFIGS = 30
+CANDIDATE_INTERVALS = 4
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    source_task: str
+    seed: int
+    config: Config
+    score: float
+
+
+def candidate_budget(budget: Budget, members: int, intervals: int = CANDIDATE_INTERVALS) -> Budget:
+    return replace(
+        budget,
+        name=f"{budget.name}-portfolio",
+        population_size=members,
+        total_steps=intervals * budget.interval,
+    )
+
+
+def _final_scores(
+    task_key: str, configs: list[Config], budget: Budget, seed: int, space: SearchSpace, quirks: Quirks
+):
+    from metapb2_core.envs import get_task
+    from metapb2_core.methods.fixed import FixedConfigs
+    from metapb2_core.population import run_population
+
+    task = get_task(task_key)
+    method = FixedConfigs(space, np.random.default_rng(seed), quirks, configs=configs)
+    result = run_population(task, method, budget, seed, space, task.env_params(quirks))
+    last = result.points[result.points["eval_is_fresh"]]
+    last = last[last["timesteps"] == last["timesteps"].max()].sort_values("member")
+    return last["eval_return"].to_numpy(dtype=np.float64)
+
+
+def search_candidates(
+    task_key: str,
+    seed: int,
+    budget: Budget,
+    space: SearchSpace,
+    quirks: Quirks = Quirks(),
+    n_configs: int = CANDIDATE_CONFIGS,
+    intervals: int = CANDIDATE_INTERVALS,
+    n_best: int = 1,
+) -> list[Candidate]:
+    """Step 1 for one task and seed: the best ``n_best`` of ``n_configs`` prior draws after ``intervals``."""
+    if not 1 <= n_best <= n_configs:
+        raise MetaPB2Error(f"n_best must be in [1, {n_configs}], got {n_best}")
+    rng = np.random.default_rng([seed, 3])
+    configs = [space.sample(rng) for _ in range(n_configs)]
+    scores = _final_scores(
+        task_key, configs, candidate_budget(budget, n_configs, intervals), seed, space, quirks
+    )
+    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:n_best]
+    return [
+        Candidate(f"{task_key}-s{seed}-{rank}", task_key, seed, configs[i], float(scores[i]))
+        for rank, i in enumerate(order)
+    ]
+
+
+def performance_matrix(
+    candidates: list[Candidate],
+    tasks: list[str],
+    budget: Budget,
+    space: SearchSpace,
+    seeds: tuple[int, ...] = (0,),
+    quirks: Quirks = Quirks(),
+    intervals: int = CANDIDATE_INTERVALS,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Step 2: candidates × tasks, the mean over ``seeds`` of the final evaluation return."""
+    configs = [c.config for c in candidates]
+    b = candidate_budget(budget, len(configs), intervals)
+    columns = {}
+    for task in tasks:
+        columns[task] = np.mean([_final_scores(task, configs, b, s, space, quirks) for s in seeds], axis=0)
+        if progress:
+            progress(task)
+    return pd.DataFrame(columns, index=pd.Index([c.id for c in candidates], name="candidate"))
+
+
+def normalise_columns(matrix: pd.DataFrame) -> pd.DataFrame:
+    lo, hi = matrix.min(axis=0), matrix.max(axis=0)
+    return (matrix - lo) / (hi - lo + 1e-8)
+
+
+def greedy_select(scores: np.ndarray, k: int, row_sums: bool = False) -> list[int]:
+    """K row indices of a (candidates × tasks) matrix: greedy best-of-portfolio coverage, ties to the
+    first row; with ``row_sums`` the original's top-K by row sum (Q34)."""
+    n = len(scores)
+    if k > n:
+        raise MetaPB2Error(f"portfolio of {k} requested but only {n} candidates are available")
+    if row_sums:
+        return [int(i) for i in np.argsort(-scores.sum(axis=1), kind="stable")[:k]]
+    chosen: list[int] = []
+    cover = np.zeros(scores.shape[1])  # normalised scores are ≥ 0, so 0 is the empty portfolio
+    for _ in range(k):
+        gain = np.maximum(cover[None, :], scores).sum(axis=1)
+        gain[chosen] = -np.inf
+        best = int(np.argmax(gain))
+        chosen.append(best)
+        cover = np.maximum(cover, scores[best])
+    return chosen
+
+
+def portfolio_for(
+    matrix: pd.DataFrame,
+    sources: dict[str, str],
+    target: str,
+    k: int,
+    env_of: Callable[[str], str],
+    quirks: Quirks = Quirks(),
+) -> list[str]:
+    """Step 3 for one target: candidate ids in selection order, never informed by the target
+    (its environment by default, its task only under the quirk switch)."""
+    if quirks.portfolio_excludes_task_only:
+        unseen = lambda task: task != target  # noqa: E731
+    else:
+        unseen = lambda task: env_of(task) != env_of(target)  # noqa: E731
+    cols = [t for t in matrix.columns if unseen(t)]
+    rows = [c for c in matrix.index if unseen(sources[c])]
+    if not cols or not rows:
+        raise MetaPB2Error(
+            f"no tasks or candidates left for target {target!r} once its environment is excluded"
+        )
+    sub = normalise_columns(matrix.loc[rows, cols])
+    picked = greedy_select(sub.to_numpy(), k, quirks.portfolio_row_sums)
+    return [rows[i] for i in picked]
+
+
+def write_portfolios(
+    out_dir: str | Path, candidates: list[Candidate], matrix: pd.DataFrame, portfolios: dict[str, list[str]]
+) -> dict[str, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    by_id = {c.id: c for c in candidates}
+    (out / "candidates.json").write_text(json.dumps([asdict(c) for c in candidates], indent=2))
+    matrix.to_parquet(out / "performance_matrix.parquet")
+    paths = {}
+    for target, ids in portfolios.items():
+        entries = [{**by_id[i].config, "candidate": i, "source_task": by_id[i].source_task} for i in ids]
+        paths[target] = out / f"{target}_portfolio.json"
+        paths[target].write_text(json.dumps(entries, indent=2))
+    return paths
+
+
+def load_portfolio(path: str | Path, task: str) -> list[Config]:
+    """A portfolio JSON file, or ``<dir>/<task>_portfolio.json``; entries keep only hyperparameters
+    (extra keys such as the source task are lineage)."""
+    p = Path(path)
+    file = p / f"{task}_portfolio.json" if p.is_dir() else p
+    if not file.is_file():
+        raise MetaPB2Error(
+            f"no portfolio for task {task!r}: {file} does not exist (build it with 'metapb2 portfolio')"
+        )
+    try:
+        entries = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise MetaPB2Error(f"portfolio {file} is not valid JSON: {e}") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise MetaPB2Error(f"portfolio {file} must be a list of configurations")
+    return entries
+
+
+def build_portfolios(
+    source_tasks: list[str],
+    targets: list[str],
+    budget: Budget,
+    space: SearchSpace,
+    out_dir: str | Path,
+    seeds: tuple[int, ...] = (0,),
+    quirks: Quirks = Quirks(),
+    n_configs: int = CANDIDATE_CONFIGS,
+    intervals: int = CANDIDATE_INTERVALS,
+    n_best: int = 1,
+    size: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
+    """All three steps; writes candidates, the matrix and ``<target>_portfolio.json`` files. The
+    default size is what a warm run of ``budget``'s population needs (P members + round-1 exploits)."""
+    from metapb2_core.envs import get_task
+    from metapb2_core.methods.warm import round_one_exploits
+
+    say = progress or (lambda _: None)
+    candidates = []
+    for task in source_tasks:
+        for seed in seeds:
+            candidates += search_candidates(task, seed, budget, space, quirks, n_configs, intervals, n_best)
+            say(f"candidates: {task} seed {seed}")
+    matrix = performance_matrix(
+        candidates, source_tasks, budget, space, seeds, quirks, intervals, lambda t: say(f"matrix: {t}")
+    )
+    size = size or budget.population_size + round_one_exploits(budget.population_size)
+    sources = {c.id: c.source_task for c in candidates}
+    env_of = lambda t: get_task(t).env_name  # noqa: E731
+    portfolios = {t: portfolio_for(matrix, sources, t, size, env_of, quirks) for t in targets}
+    return write_portfolios(out_dir, candidates, matrix, portfolios)

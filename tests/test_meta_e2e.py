@@ -1,0 +1,67 @@
+"""End to end on smoke budgets: pb2 runs → meta-data → each meta method on another task; and the
+three-step portfolio → PB2* warm. Every run records where its knowledge came from."""
+
+import json
+
+import pytest
+
+from metapb2_core.budgets import get_budget
+from metapb2_core.meta.tables import build_meta_dir
+from metapb2_core.portfolio import build_portfolios
+from metapb2_core.run import RunRequest, execute_run, write_record
+from metapb2_core.space import SEARCH_SPACE
+
+SOURCES = ["cart_pole-earth", "cart_pole-venus", "acrobot-earth"]
+TARGET = "cart_pole-saturn"
+
+
+@pytest.fixture(scope="module")
+def meta_dir(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    for task in SOURCES:
+        write_record(execute_run(RunRequest(task, "pb2", 0, "smoke")), runs)
+    out = tmp_path_factory.mktemp("meta")
+    written = build_meta_dir(runs, out, SEARCH_SPACE)
+    assert sorted(p.parent.name for p in written) == sorted(SOURCES)
+    return out
+
+
+@pytest.mark.parametrize("method", ["metaprior", "multitask", "taf"])
+def test_meta_methods_run_with_recorded_lineage(meta_dir, method):
+    record = execute_run(RunRequest(TARGET, method, 1, "smoke", meta=str(meta_dir)))
+    assert set(record.meta["meta_tasks"]) == set(SOURCES)  # leave-one-task-out: the target is not a source
+    assert record.meta["meta_tasks"]["cart_pole-earth"] == ["pb2-cart_pole-earth-smoke-s0"]
+    diags = [json.loads(d) for d in record.perturbations["diagnostics"]]
+    assert len(diags) == 2  # smoke: 3 intervals, 2 perturbation rounds, one exploit each
+    gp = [d for d in diags if d["mode"] == "gp_ucb"]
+    assert gp, diags
+    for d in gp:
+        assert set(d["meta_weights"]) <= set(SOURCES)
+        assert d["meta_weights"] or d["meta_fallback"]
+        for task, runs in d["meta_runs"].items():
+            assert runs == [f"pb2-{task}-smoke-s0"]
+
+
+def test_meta_method_refuses_to_run_without_meta_data():
+    with pytest.raises(Exception, match="needs meta-data: pass --meta"):
+        execute_run(RunRequest(TARGET, "taf", 0, "smoke"))
+
+
+def test_portfolio_pipeline_then_warm_start(tmp_path):
+    paths = build_portfolios(
+        ["mountain_car-earth", "acrobot-earth", "cart_pole-earth"],
+        [TARGET],
+        get_budget("smoke"),
+        SEARCH_SPACE,
+        tmp_path,
+        n_configs=4,
+        intervals=2,
+        n_best=3,
+    )
+    entries = json.loads(paths[TARGET].read_text())
+    assert len(entries) == 5  # 4 members + 1 first-round exploit
+    assert all(not e["source_task"].startswith("cart_pole") for e in entries)  # target env left out
+    record = execute_run(RunRequest(TARGET, "pb2_star_warm", 0, "smoke", portfolio=str(tmp_path)))
+    first = record.points[record.points["training_iteration"] == 1].sort_values("member")
+    assert [round(v, 12) for v in first["lr"]] == [round(e["lr"], 12) for e in entries[:4]]
+    assert record.meta["portfolio"][4]["source_task"] == entries[4]["source_task"]
