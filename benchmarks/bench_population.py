@@ -49,6 +49,10 @@ def measure_iterations(members: int, env_name: str, iterations: int) -> dict:
     """In this process: time collect (rollouts + GAE) and learn (the update) separately."""
     import dataclasses
 
+    from metapb2_core.xla_setup import configure_host_devices
+
+    configure_host_devices()  # before JAX starts, which fixes the host device count
+
     import jax
 
     from metapb2_core.budgets import get_budget

@@ -305,3 +305,49 @@ def test_faithful_switch_reaches_the_meta_quirks():
     assert not any(
         getattr(Quirks(), f) for f in ("ranking_loss_shift0", "loo_refit", "multitask_epsilon_at_bound")
     )
+
+
+def test_numpy_lcm_likelihood_equals_gpy_and_its_gradient_is_exact():
+    from metapb2_core.gp.lcm_fit import LCMObjective, LCMParams
+
+    rng = np.random.default_rng(4)
+    Xs = [rng.random((5, 3)), rng.random((8, 3)), rng.random((6, 3))]
+    ys = [rng.standard_normal((len(x), 1)) for x in Xs]
+    spec = KernelSpec(1.0, 0.5, 0.1)
+    p = LCMParams(
+        np.array([[1.3, 0.4, 0.2], [0.7, 0.8, 0.05], [2.0, 0.3, 0.3]]),
+        rng.standard_normal((3, 3)),
+        rng.random((3, 3)) + 0.1,
+        np.array([0.05, 0.2, 0.5]),
+    )
+    X, y = np.vstack(Xs), np.vstack(ys)
+    task = np.repeat([0, 1, 2], [5, 8, 6])
+    obj = LCMObjective(X, y, task, 3, spec)
+    theta = obj.pack(p)
+    nll, grad = obj(theta)
+    ours = lcm_posterior(Xs, ys, [tuple(k) for k in p.kernels], p.B, p.noise)
+    assert nll == pytest.approx(-ours.log_likelihood, rel=1e-10)
+    kern = GPy.util.multioutput.LCM(3, 3, [TVSquaredExp(3, spec) for _ in range(3)], W_rank=1)
+    for icm, k, w, kap in zip(kern.parts, p.kernels, p.W, p.kappa, strict=True):
+        icm.parts[0].variance[:], icm.parts[0].lengthscale[:], icm.parts[0].epsilon[:] = k
+        icm.parts[1].W[:] = w.reshape(-1, 1)
+        icm.parts[1].kappa[:] = kap
+    model = GPy.models.GPCoregionalizedRegression(Xs, ys, kernel=kern)
+    for lik, nv in zip(model.likelihood.likelihoods_list, p.noise, strict=True):
+        lik.variance[:] = nv
+    assert nll == pytest.approx(-model.log_likelihood(), rel=1e-9)
+    h = 1e-6
+    numeric = [(obj(theta + h * e)[0] - obj(theta - h * e)[0]) / (2 * h) for e in np.eye(len(theta))]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)
+
+
+def test_numpy_lcm_fit_is_as_good_as_gpys():
+    rng = np.random.default_rng(5)
+    f = lambda X: np.sin(6 * X[:, 2]) + 0.5 * X[:, 1]  # noqa: E731
+    Xt, yt = _task_data(rng, 8, f)
+    Xm, ym = _task_data(rng, 40, lambda X: 1.5 * f(X) + 0.3)
+    spec = KernelSpec(1.0, 0.5, 0.1)
+    fast = fit_lcm([Xt, Xm], [yt, ym], spec, np.random.default_rng(0))
+    ref = fit_lcm([Xt, Xm], [yt, ym], spec, np.random.default_rng(0), engine="gpy")
+    assert fast.fallback is None and ref.fallback is None
+    assert fast.log_likelihood == pytest.approx(ref.log_likelihood, abs=0.05 * abs(ref.log_likelihood) + 0.5)

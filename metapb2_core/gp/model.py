@@ -46,6 +46,15 @@ class GPFit:
         var = self.variance - np.sum(v * v, axis=0) + self.noise
         return mean, var
 
+    def mean_with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Posterior mean and its gradient at one row, without the O(N²) variance."""
+        x = np.asarray(x, dtype=np.float64).reshape(1, -1)
+        ks = tv_se_cov(x, self.X, self.variance, self.lengthscale, self.epsilon)[0]
+        w = ks * self.alpha[:, 0]
+        grad = np.zeros(x.shape[1])
+        grad[1:] = (-2.0 / self.lengthscale) * (w @ (x[0, 1:] - self.X[:, 1:]))
+        return float(w.sum()), grad
+
     def predict_with_gradient(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
         """Mean, variance (with noise) and their gradients with respect to one input row ``x``.
 

@@ -12,7 +12,7 @@ from scipy.stats import norm as gaussian
 
 from metapb2_core import bandit
 from metapb2_core.gp.model import GPFit
-from metapb2_core.meta.models import WeightedPrior
+from metapb2_core.meta.models import StackedMeans
 from metapb2_core.meta.weights import loo_means, loo_means_refit
 from metapb2_core.methods.base import register_method
 from metapb2_core.methods.meta_base import MetaPB2Base
@@ -28,7 +28,9 @@ class TAF:
     fixed: np.ndarray
     target_weight: float
     incumbent: float  # best standardised target of the model
-    meta: list[tuple[WeightedPrior, float]]  # (one weighted meta mean, its incumbent)
+    meta: StackedMeans | None  # the meta tasks with weight > 0
+    meta_weights: np.ndarray
+    meta_incumbents: np.ndarray  # y*_i: best meta mean over the target's inputs
     eta: float = 0.0
 
     def __call__(self, u: np.ndarray) -> float:
@@ -47,10 +49,12 @@ class TAF:
             ei = max(mu - self.incumbent - self.eta, 0.0)
             d_ei = d_mu if ei > 0 else np.zeros_like(d_mu)
         value, grad = self.target_weight * max(ei, 0.0), self.target_weight * d_ei
-        for prior, best in self.meta:
-            m, dm = prior.mean_with_gradient(x)
-            if m > best:  # weights are inside ``prior``
-                value, grad = value + m - best, grad + dm
+        if self.meta is not None:
+            means, d_means = self.meta(x)
+            better = means > self.meta_incumbents
+            w = self.meta_weights * better
+            value += float(w @ (means - self.meta_incumbents))
+            grad = grad + w @ d_means
         if not math.isfinite(value):
             return -9999.0, np.zeros(len(x) - f)
         return value, grad[f:]
@@ -77,14 +81,9 @@ class TAFPB2(MetaPB2Base):
         w_meta, w_target = w[:-1], float(w[-1])
         # Incumbents over the target's real rows; the original also counts pending rows (Q11).
         x_train = m1.X if self.quirks.taf_incumbent_with_pending else m.X
-        meta = []
-        for task, al, wi in zip(view.tasks, view.alignments, w_meta, strict=True):
-            if wi > 0:
-                meta.append(
-                    (
-                        WeightedPrior([task], [al], np.array([wi])),
-                        wi * float(task.predict_mean(x_train, al).max()),
-                    )
-                )
-        acq = TAF(m, m1, window.fixed, w_target, float(window.y.max()), meta)
+        used = [i for i, wi in enumerate(w_meta) if wi > 0]
+        tasks, aligns = [view.tasks[i] for i in used], [view.alignments[i] for i in used]
+        best = np.array([t.predict_mean(x_train, a).max() for t, a in zip(tasks, aligns, strict=True)])
+        meta = StackedMeans(tasks, aligns) if used else None
+        acq = TAF(m, m1, window.fixed, w_target, float(window.y.max()), meta, w_meta[used], best)
         return acq, {**fit_diagnostics(m, m1), "target_weight": w_target, **self.lineage(view, w_meta, None)}
