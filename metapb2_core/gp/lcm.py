@@ -34,6 +34,7 @@ class LCMFit:
     fallback: str | None
     chol: np.ndarray
     alpha: np.ndarray
+    params: LCMParams | None = None  # the fitted parameters, to warm-start the next fit
 
     @property
     def n_rows(self) -> int:
@@ -85,16 +86,19 @@ def fit_lcm(
     spec: KernelSpec,
     rng: np.random.Generator,
     engine: str = "numpy",
+    start: LCMParams | None = None,
 ) -> LCMFit:
     """One L-BFGS-B run over all parameters; W_q start at 0.5·N(0, 1) drawn from ``rng``, κ_q at 0.5,
-    the noise variances at 1. ``engine`` "numpy" (default, ``lcm_fit``) or "gpy" (paramz's loop)."""
+    the noise variances at 1, unless ``start`` gives other values (a warm start). ``engine`` "numpy"
+    (default, ``lcm_fit``) or "gpy" (paramz's loop)."""
     Q = len(X_list)
-    start = LCMParams(
+    default = LCMParams(
         np.tile([spec.variance, spec.lengthscale, spec.epsilon], (Q, 1)),
         np.vstack([0.5 * rng.standard_normal(Q) for _ in range(Q)]),
         np.full((Q, Q), 0.5),
         np.ones(Q),
     )
+    start = default if start is None else start
     fit = _fit_gpy if engine == "gpy" else _fit_numpy
     fallback = None
     try:
@@ -107,7 +111,9 @@ def fit_lcm(
         log.warning("multi-task GP fit failed on %d rows; using %s", sum(map(len, X_list)), fallback)
         p = start
     kernels = [tuple(map(float, k)) for k in p.kernels]
-    return lcm_posterior(X_list, y_list, kernels, p.B, p.noise, fallback)
+    fit = lcm_posterior(X_list, y_list, kernels, p.B, p.noise, fallback)
+    fit.params = p
+    return fit
 
 
 def _stack(X_list, y_list):

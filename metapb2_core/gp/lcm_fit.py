@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_solve
+from scipy.linalg import lapack
 from scipy.optimize import minimize
 
 from metapb2_core.gp.kernel import KernelSpec, _split
@@ -54,7 +54,9 @@ class LCMObjective:
     def __init__(self, X: np.ndarray, y: np.ndarray, task: np.ndarray, Q: int, spec: KernelSpec):
         self.y, self.task, self.Q = y, task, Q
         self.n, self.d2 = _split(X, None)  # fixed across evaluations
-        self.onehot = np.eye(Q)[task]  # N × Q
+        if np.any(np.diff(task) < 0) or len(np.unique(task)) != Q:
+            raise ValueError("rows must be grouped by task, every task present, in order 0..Q-1")
+        self.starts = np.searchsorted(task, np.arange(Q))
         self.bounds = np.array([spec.VARIANCE_BOUNDS, spec.LENGTHSCALE_BOUNDS, spec.EPSILON_BOUNDS])
 
     def unpack(self, theta: np.ndarray) -> LCMParams:
@@ -72,27 +74,37 @@ class LCMObjective:
             [k.ravel(), p.W.ravel(), _softplus_inv(p.kappa).ravel(), _softplus_inv(p.noise)]
         )
 
+    def _blocks(self, M: np.ndarray) -> np.ndarray:
+        """Sums of M over every (task a, task b) block: rows of one task are contiguous."""
+        return np.add.reduceat(np.add.reduceat(M, self.starts, axis=0), self.starts, axis=1)
+
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         p = self.unpack(theta)
-        t = self.task
+        t, Bs = self.task, p.B
         ks = []
         K = np.diag(p.noise[t] + 1e-8)
-        for (var, ls, eps), B in zip(p.kernels, p.B, strict=True):
+        for (var, ls, eps), B in zip(p.kernels, Bs, strict=True):
             k = var * np.exp(-self.d2 / ls + self.n * np.log1p(-eps))
             ks.append(k)
             K += B[t][:, t] * k
         L, alpha, ll = cholesky_posterior(K, self.y)
-        kinv = cho_solve((L, True), np.eye(len(K)))
+        kinv, _ = lapack.dpotri(L, lower=1)
+        kinv = np.tril(kinv) + np.tril(kinv, -1).T
         G = 0.5 * (alpha @ alpha.T - kinv)  # dℓ/dK
         g_k = np.zeros((self.Q, 3))
         g_W, g_kappa = np.zeros_like(p.W), np.zeros_like(p.kappa)
-        for q, ((var, ls, eps), B, k) in enumerate(zip(p.kernels, p.B, ks, strict=True)):
-            GBk = G * B[t][:, t] * k
-            g_k[q] = [GBk.sum() / var, (GBk * self.d2).sum() / ls**2, -(GBk * self.n).sum() / (1.0 - eps)]
-            S = self.onehot.T @ (G * k) @ self.onehot  # dℓ/dB_q
+        for q, ((var, ls, eps), B, k) in enumerate(zip(p.kernels, Bs, ks, strict=True)):
+            Gk = G * k
+            S = self._blocks(Gk)  # dℓ/dB_q
+            # Σ_ij G_ij B[t_i, t_j] k_ij (·d², ·n) = Σ_ab B_ab · (block sums)
+            g_k[q] = [
+                (B * S).sum() / var,
+                (B * self._blocks(Gk * self.d2)).sum() / ls**2,
+                -(B * self._blocks(Gk * self.n)).sum() / (1.0 - eps),
+            ]
             g_W[q] = (S + S.T) @ p.W[q]
             g_kappa[q] = np.diag(S)
-        g_noise = self.onehot.T @ np.diag(G)
+        g_noise = np.add.reduceat(np.diag(G), self.starts)
         lo, hi = self.bounds[:, 0], self.bounds[:, 1]
         grad = np.concatenate(
             [

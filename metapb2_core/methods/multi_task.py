@@ -22,6 +22,8 @@ SLICE_ROWS = 100
 class MultiTaskPB2(MetaPB2Base):
     name = "multitask"
 
+    _last_fit: tuple[tuple[str, ...], object] = ((), None)
+
     def lcm_kernel(self) -> KernelSpec:
         # The latent kernels start at ε = 0, their lower bound, in the original (Q2), so they never
         # decay in time; by default ε starts at 0.1 as in every other kernel.
@@ -48,13 +50,21 @@ class MultiTaskPB2(MetaPB2Base):
             X_list.append(al.to_target(Xi))
             y_list.append(al.scale_mean(yi))
             slice_times[task.name] = used
-        m = fit_lcm(X_list, y_list, self.lcm_kernel(), self.rng)
+        # Warm start from the last fit over the same meta tasks (default): the surrogate changes little
+        # from one suggestion to the next, and a cold fit takes hundreds of likelihood evaluations.
+        key = tuple(view.tasks[i].name for i in chosen)
+        cold = self.quirks.lcm_cold_start
+        start = None if cold or self._last_fit[0] != key else self._last_fit[1]
+        engine = "gpy" if cold else "numpy"
+        m = fit_lcm(X_list, y_list, self.lcm_kernel(), self.rng, engine, start)
         m1 = m
         if len(pending_u):
             rows = np.hstack([np.tile(window.fixed, (len(pending_u), 1)), pending_u])
             X1 = [np.vstack([window.X, rows]), *X_list[1:]]
             y1 = [np.vstack([window.y, np.zeros((len(rows), 1))]), *y_list[1:]]
-            m1 = fit_lcm(X1, y1, self.lcm_kernel(), self.rng)
+            m1 = fit_lcm(X1, y1, self.lcm_kernel(), self.rng, engine, None if cold else m.params)
+        if m.fallback is None:
+            self._last_fit = (key, m.params)
         acq, kappa = self.ucb(m, m1, window.fixed)
         diag: dict[str, Any] = {
             **m.diagnostics(),
