@@ -78,6 +78,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     port.add_argument("--faithful", action="store_true", help="the original's selection (Q34) and exclusion")
 
+    rep = sub.add_parser("report", help="rank table, statistics and plots over a folder of run records")
+    rep.add_argument("runs", type=Path, help="directory of run records (metapb2 run --out) or a .duckdb file")
+    rep.add_argument("--out", type=Path, help="directory for plots and tables (default RUNS/report)")
+    rep.add_argument("--alpha", type=float, default=0.05, help="significance level of the tests (0.05)")
+
     lst = sub.add_parser("list", help="print registered names, one per line")
     lst.add_argument("what", choices=LISTABLE)
     return parser
@@ -181,6 +186,27 @@ def _portfolio(args: argparse.Namespace) -> None:
         print(f"{target}: {path}")
 
 
+def _report(args: argparse.Namespace) -> None:
+    import warnings
+
+    from metapb2_core.evaluation import IncompleteGridWarning, evaluate, load_points
+    from metapb2_core.evaluation.report import format_report, write_report
+
+    points = load_points(args.runs)
+    if args.out:
+        out = args.out
+    elif args.runs.suffix == ".duckdb":
+        out = args.runs.with_name(f"{args.runs.stem}_report")
+    else:
+        out = args.runs / "report"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IncompleteGridWarning)  # the report prints the grid check itself
+        ev = evaluate(points, alpha=args.alpha)
+    print(format_report(ev))
+    written = write_report(ev, points, out)
+    print(f"wrote {len(written)} files (plots and tables) into {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -190,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             _meta(args)
         elif args.command == "portfolio":
             _portfolio(args)
+        elif args.command == "report":
+            _report(args)
         else:
             _run(args)
     except MetaPB2Error as e:
