@@ -6,6 +6,8 @@ import GPy
 import numpy as np
 import pandas as pd
 import pytest
+import simulation
+from simulation import lr_objective
 
 from metapb2_core import bandit
 from metapb2_core.gp.kernel import KernelSpec, TVSquaredExp
@@ -14,8 +16,7 @@ from metapb2_core.gp.model import fit_gp
 from metapb2_core.meta import weights as W
 from metapb2_core.meta.models import fit_meta_task
 from metapb2_core.meta.tables import MetaLeakError, load_meta_tables, write_meta_table
-from metapb2_core.methods import ExploreContext, get_method
-from metapb2_core.population import quantiles
+from metapb2_core.methods import get_method
 from metapb2_core.quirks import Quirks
 from metapb2_core.space import SEARCH_SPACE
 
@@ -83,33 +84,8 @@ def test_closed_form_loo_equals_refitting_the_posterior_without_each_row():
 
 
 # ---- synthetic meta-data -----------------------------------------------------------------------
-def objective(shift):
-    return lambda c: 10 * (1 - (math.log10(c["lr"]) + shift) ** 2)
-
-
-def simulate(method, seed, rounds, shift=3.5, n=4, noise=0.5):
-    """A population without PPO: each interval a member gains objective(config) + noise."""
-    rng = np.random.default_rng(seed)
-    f = objective(shift)
-    configs = method.initial_configs(n)
-    reward, rows, suggestions = np.zeros(n), [], []
-    for r in range(1, rounds + 1):
-        time = r * 1000
-        reward += np.array([f(c) for c in configs]) + rng.normal(0, noise, n)
-        rows += [{"member": i, "time": time, **configs[i], "reward": reward[i]} for i in range(n)]
-        if r == rounds:
-            break
-        lower, upper = quantiles(reward.copy())
-        pending = []
-        for m in lower:
-            clone = int(rng.choice(upper))
-            s = method.suggest(
-                ExploreContext(m, clone, dict(configs[clone]), r, time, pd.DataFrame(rows), list(pending))
-            )
-            suggestions.append(s)
-            configs[m], reward[m] = s.config, reward[clone]
-            pending.append(s.config)
-    return configs, suggestions, pd.DataFrame(rows)
+def simulate(method, seed, rounds, shift=3.5):
+    return simulation.simulate(method, seed, rounds, lr_objective(shift))
 
 
 def meta_table(task, shift, seed, rounds=8):

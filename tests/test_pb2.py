@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import simulation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -160,27 +161,8 @@ def test_acquisition_optimum_found_inside_the_box():
 
 
 def simulate(method_name, seed, rounds, n=4, quirks=Quirks(), objective=None, noise=0.5):
-    """A population without PPO: each interval a member gains objective(config) + noise."""
-    rng = np.random.default_rng(seed)
     method = get_method(method_name)(SEARCH_SPACE, np.random.default_rng([seed, 2]), quirks)
-    objective = objective or (lambda c: 10 * (1 - (math.log10(c["lr"]) + 3.5) ** 2))
-    configs = method.initial_configs(n)
-    reward, rows, suggestions = np.zeros(n), [], []
-    for r in range(1, rounds + 1):
-        time = r * 1000
-        reward += np.array([objective(c) for c in configs]) + rng.normal(0, noise, n)
-        rows += [{"member": i, "time": time, **configs[i], "reward": reward[i]} for i in range(n)]
-        if not method.perturbs or r == rounds:
-            continue
-        lower, upper = quantiles(reward.copy())
-        pending = []
-        for m in lower:
-            clone = int(rng.choice(upper))
-            ctx = ExploreContext(m, clone, dict(configs[clone]), r, time, pd.DataFrame(rows), list(pending))
-            s = method.suggest(ctx)
-            suggestions.append(s)
-            configs[m], reward[m] = s.config, reward[clone]
-            pending.append(s.config)
+    configs, suggestions, _ = simulation.simulate(method, seed, rounds, objective, n, noise)
     return configs, suggestions
 
 

@@ -24,6 +24,7 @@ from metapb2_core.quirks import Quirks
 from metapb2_core.space import SearchSpace
 
 log = logging.getLogger(__name__)
+MIN_ROWS = 4
 
 
 @dataclass
@@ -56,6 +57,27 @@ class MetaPB2Base(PB2Star):
             fit_meta_task(name, meta_tables[name], space.names, self.scaling, self.variant.kernel)
             for name in sorted(meta_tables)
         ]
+
+    def acquisition(self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray):
+        reason = self.not_ready(window, window_rows)
+        if reason:
+            return self.no_meta(window, window_rows, pending_u, reason)
+        view = self.meta_view(window, window_rows)
+        if not view.tasks:
+            return self.no_meta(
+                window, window_rows, pending_u, "no meta rows in the window's time range", view
+            )
+        return self.meta_acquisition(window, window_rows, pending_u, view)
+
+    def not_ready(self, window: bandit.Window, window_rows: pd.DataFrame) -> str | None:
+        """Why this window cannot use meta-data yet (Q26), or None. MetaPrior and TAF need > 3 rows."""
+        n = len(window.X)
+        return f"{n} window rows (< {MIN_ROWS})" if n < MIN_ROWS else None
+
+    def meta_acquisition(
+        self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray, view: MetaView
+    ):
+        raise NotImplementedError
 
     def meta_view(self, window: bandit.Window, window_rows: pd.DataFrame) -> MetaView:
         t_min, t_max = float(window_rows["time"].min()), float(window_rows["time"].max())

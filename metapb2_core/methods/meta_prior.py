@@ -11,10 +11,8 @@ from metapb2_core import bandit
 from metapb2_core.gp.model import GPFit
 from metapb2_core.meta.models import WeightedPrior
 from metapb2_core.methods.base import register_method
-from metapb2_core.methods.meta_base import MetaPB2Base
+from metapb2_core.methods.meta_base import MetaPB2Base, MetaView
 from metapb2_core.methods.pb2 import fit_diagnostics
-
-MIN_ROWS = 4  # the prior needs more than 3 window rows (Q26)
 
 
 @dataclass
@@ -41,14 +39,9 @@ class ResidualGP:
 class MetaPriorPB2(MetaPB2Base):
     name = "metaprior"
 
-    def acquisition(self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray):
-        if len(window.X) < MIN_ROWS:
-            return self.no_meta(window, window_rows, pending_u, f"{len(window.X)} window rows (< {MIN_ROWS})")
-        view = self.meta_view(window, window_rows)
-        if not view.tasks:
-            return self.no_meta(
-                window, window_rows, pending_u, "no meta rows in the window's time range", view
-            )
+    def meta_acquisition(
+        self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray, view: MetaView
+    ):
         w = self.weights(view, window.y)
         keep = w > 0
         prior = WeightedPrior(

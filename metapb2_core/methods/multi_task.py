@@ -12,7 +12,7 @@ from metapb2_core import bandit
 from metapb2_core.gp.kernel import KernelSpec
 from metapb2_core.gp.lcm import fit_lcm
 from metapb2_core.methods.base import register_method
-from metapb2_core.methods.meta_base import MetaPB2Base
+from metapb2_core.methods.meta_base import MetaPB2Base, MetaView
 
 TOP_K = 4
 SLICE_ROWS = 100
@@ -30,15 +30,14 @@ class MultiTaskPB2(MetaPB2Base):
         eps = 0.0 if self.quirks.multitask_epsilon_at_bound else 0.1
         return KernelSpec(1.0, self.variant.kernel.lengthscale, eps, bounded=True)
 
-    def acquisition(self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray):
+    def not_ready(self, window: bandit.Window, window_rows: pd.DataFrame) -> str | None:
+        times = window_rows["time"]  # round 2: one time only (Q26)
+        return "all window rows share one time" if times.min() == times.max() else None
+
+    def meta_acquisition(
+        self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray, view: MetaView
+    ):
         times = window_rows["time"]
-        if times.min() == times.max():  # round 2: one time only (Q26)
-            return self.no_meta(window, window_rows, pending_u, "all window rows share one time")
-        view = self.meta_view(window, window_rows)
-        if not view.tasks:
-            return self.no_meta(
-                window, window_rows, pending_u, "no meta rows in the window's time range", view
-            )
         w = self.weights(view, window.y)
         order = np.argsort(w, kind="stable")[-TOP_K:]  # ascending weight, as the original
         chosen = [int(i) for i in order if w[i] > 0]

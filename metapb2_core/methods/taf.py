@@ -15,10 +15,8 @@ from metapb2_core.gp.model import GPFit
 from metapb2_core.meta.models import StackedMeans
 from metapb2_core.meta.weights import loo_means, loo_means_refit
 from metapb2_core.methods.base import register_method
-from metapb2_core.methods.meta_base import MetaPB2Base
+from metapb2_core.methods.meta_base import MetaPB2Base, MetaView
 from metapb2_core.methods.pb2 import fit_diagnostics
-
-MIN_ROWS = 4
 
 
 @dataclass
@@ -64,14 +62,9 @@ class TAF:
 class TAFPB2(MetaPB2Base):
     name = "taf"
 
-    def acquisition(self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray):
-        if len(window.X) < MIN_ROWS:
-            return self.no_meta(window, window_rows, pending_u, f"{len(window.X)} window rows (< {MIN_ROWS})")
-        view = self.meta_view(window, window_rows)
-        if not view.tasks:
-            return self.no_meta(
-                window, window_rows, pending_u, "no meta rows in the window's time range", view
-            )
+    def meta_acquisition(
+        self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray, view: MetaView
+    ):
         m, m1 = bandit.fit_with_pending(window.X, window.y, window.fixed, pending_u, self.variant.kernel)
         if self.quirks.loo_refit:  # N GP fits per suggestion (Q25)
             loo = loo_means_refit(window.X, window.y, self.variant.kernel)
