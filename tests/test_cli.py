@@ -131,3 +131,19 @@ def test_run_smoke_writes_the_three_files(tmp_path):
     assert meta["run_id"] == run_id and meta["task"] == "cart_pole-earth" and meta["method"] == "pbt"
     assert meta["faithful"] is False and meta["seed"] == 0 and meta["budget"] == "smoke"
     assert not (tmp_path / "runs").exists()  # --out was honoured, no default ./runs
+
+
+def test_run_pb2_star_smoke_records_gp_diagnostics(tmp_path):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "records"
+    args = ["run", "--task", "acrobot-earth", "--method", "pb2_star", "--budget", "smoke", "--quiet"]
+    res = metapb2(*args, "--out", str(out), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    pert = pd.read_parquet(out / "pb2_star-acrobot-earth-smoke-s0.perturbations.parquet")
+    modes = [json.loads(d)["mode"] for d in pert["diagnostics"]]
+    assert modes == ["prior_draw", "gp_ucb"]  # round 1 has no data; round 2 fits the GP
+    gp = json.loads(pert["diagnostics"].iloc[1])
+    assert gp["fallback"] is None and gp["n_rows"] == 4 and 0.01 <= gp["variance"] <= 100
