@@ -83,8 +83,15 @@ def fit_with_pending(
     model = fit_gp(X, y, spec, **fit_kw)
     if not len(pending_u):
         return model, model
-    X1 = np.vstack([X, np.hstack([np.tile(fixed, (len(pending_u), 1)), pending_u])])
-    return model, fit_gp(X1, np.vstack([y, np.zeros((len(pending_u), 1))]), spec)
+    return model, fit_gp(*with_pending_rows(X, y, fixed, pending_u), spec)
+
+
+def with_pending_rows(
+    X: np.ndarray, y: np.ndarray, fixed: np.ndarray, pending_u: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """X and y plus one row (fixed, u) with target 0 per pending configuration."""
+    rows = np.hstack([np.tile(fixed, (len(pending_u), 1)), pending_u])
+    return np.vstack([X, rows]), np.vstack([y, np.zeros((len(pending_u), 1))])
 
 
 @dataclass(frozen=True)

@@ -155,9 +155,7 @@ def lcm_posterior(
     fallback: str | None = None,
 ) -> LCMFit:
     """The numpy posterior of an LCM with the given parameters (GPy's 1e-8 jitter included)."""
-    X = np.vstack(X_list)
-    y = np.vstack([np.asarray(v, dtype=np.float64).reshape(-1, 1) for v in y_list])
-    task = np.concatenate([np.full(len(x), i) for i, x in enumerate(X_list)])
+    X, y, task = _stack(X_list, y_list)
     noise = np.asarray(noise, dtype=np.float64)
     K = sum(B[task][:, task] * tv_se_cov(X, None, *k) for k, B in zip(kernels, Bs, strict=True))
     L, alpha, ll = cholesky_posterior(K + np.diag(noise[task] + 1e-8), y)

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.linalg import lapack
 from scipy.optimize import minimize
 
-from metapb2_core.gp.kernel import KernelSpec, _split
+from metapb2_core.gp.kernel import KernelSpec, _cov, _split
 from metapb2_core.gp.model import cholesky_posterior
 
 _LIM = 36.0  # paramz's Logexp switch to the identity
@@ -84,7 +84,7 @@ class LCMObjective:
         ks = []
         K = np.diag(p.noise[t] + 1e-8)
         for (var, ls, eps), B in zip(p.kernels, Bs, strict=True):
-            k = var * np.exp(-self.d2 / ls + self.n * np.log1p(-eps))
+            k = _cov(self.n, self.d2, var, ls, eps)
             ks.append(k)
             K += B[t][:, t] * k
         L, alpha, ll = cholesky_posterior(K, self.y)

@@ -46,6 +46,13 @@ class GPFit:
         var = self.variance - np.sum(v * v, axis=0) + self.noise
         return mean, var
 
+    def predict_mean(self, Xs: np.ndarray) -> np.ndarray:
+        """Posterior mean only, without the O(N²) variance."""
+        return (
+            tv_se_cov(np.atleast_2d(Xs), self.X, self.variance, self.lengthscale, self.epsilon)
+            @ self.alpha[:, 0]
+        )
+
     def mean_with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Posterior mean and its gradient at one row, without the O(N²) variance."""
         x = np.asarray(x, dtype=np.float64).reshape(1, -1)

@@ -42,11 +42,14 @@ class Alignment:
     def slope(self) -> np.ndarray:
         return (self.m_max - self.m_min + EPS) / (self.f_max - self.f_min + EPS)
 
+    @property
+    def shift(self) -> np.ndarray:
+        return (self.m_min - self.f_min) / (self.f_max - self.f_min + EPS)
+
     def to_meta(self, X: np.ndarray) -> np.ndarray:
+        """x' = x · slope + shift on the (time, reward-before) columns."""
         out = np.array(X, dtype=np.float64, copy=True)
-        out[..., :2] = (out[..., :2] * (self.m_max - self.m_min + EPS) + self.m_min - self.f_min) / (
-            self.f_max - self.f_min + EPS
-        )
+        out[..., :2] = out[..., :2] * self.slope + self.shift
         return out
 
     def to_target(self, X: np.ndarray) -> np.ndarray:
@@ -96,8 +99,7 @@ class MetaTask:
 
     def predict_mean(self, X_target: np.ndarray, al: Alignment) -> np.ndarray:
         """Meta mean at target-window inputs, in the window's standardised units."""
-        mean, _ = self.model.predict(al.to_meta(X_target))
-        return al.scale_mean(mean[:, 0])
+        return al.scale_mean(self.model.predict_mean(al.to_meta(X_target)))
 
     def data_slice(self, time: float, n: int) -> tuple[np.ndarray, np.ndarray, float]:
         """n consecutive (time-sorted) rows centred on the first row at ``time`` (§5.5); if no row has
@@ -153,10 +155,10 @@ class StackedMeans:
         self.ls = np.array([t.model.lengthscale for t in tasks])[seg]
         self.log_decay = np.log1p(-np.array([t.model.epsilon for t in tasks]))[seg]
         self.slope = np.array([a.slope for a in alignments])  # M × 2
-        self.shift = np.array([(a.m_min - a.f_min) / (a.f_max - a.f_min + EPS) for a in alignments])
+        self.shift = np.array([a.shift for a in alignments])
         self.seg = seg
         self.scale = np.array([a.out_scale for a in alignments])
-        self.offset = np.array([(a.y_mean - a.w_mean) / a.w_std for a in alignments])
+        self.offset = np.array([a.scale_mean(0.0) for a in alignments])
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(x, dtype=np.float64)
@@ -183,12 +185,6 @@ class WeightedPrior:
 
     def __post_init__(self) -> None:
         self.stacked = StackedMeans(self.tasks, self.alignments) if self.tasks else None
-
-    def mean(self, X: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(X))
-        for task, al, w in zip(self.tasks, self.alignments, self.weights, strict=True):
-            out += w * task.predict_mean(X, al)
-        return out
 
     def mean_with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Value and gradient at one row; exact in the hyperparameter columns (the ones optimised)."""

@@ -13,6 +13,7 @@ from metapb2_core.gp.kernel import KernelSpec
 from metapb2_core.gp.lcm import fit_lcm
 from metapb2_core.methods.base import register_method
 from metapb2_core.methods.meta_base import MetaPB2Base, MetaView
+from metapb2_core.methods.pb2 import fit_diagnostics
 
 TOP_K = 4
 SLICE_ROWS = 100
@@ -58,19 +59,13 @@ class MultiTaskPB2(MetaPB2Base):
         m = fit_lcm(X_list, y_list, self.lcm_kernel(), self.rng, engine, start)
         m1 = m
         if len(pending_u):
-            rows = np.hstack([np.tile(window.fixed, (len(pending_u), 1)), pending_u])
-            X1 = [np.vstack([window.X, rows]), *X_list[1:]]
-            y1 = [np.vstack([window.y, np.zeros((len(rows), 1))]), *y_list[1:]]
+            X0, y0 = bandit.with_pending_rows(window.X, window.y, window.fixed, pending_u)
+            X1, y1 = [X0, *X_list[1:]], [y0, *y_list[1:]]
             m1 = fit_lcm(X1, y1, self.lcm_kernel(), self.rng, engine, None if cold else m.params)
         if m.fallback is None:
             self._last_fit = (key, m.params)
         acq, kappa = self.ucb(m, m1, window.fixed)
-        diag: dict[str, Any] = {
-            **m.diagnostics(),
-            "kappa": kappa,
-            "pending_fallback": m1.fallback if m1 is not m else None,
-            "meta_slice_times": slice_times,
-        }
+        diag: dict[str, Any] = {**fit_diagnostics(m, m1, kappa), "meta_slice_times": slice_times}
         weights = np.zeros_like(w)
         weights[chosen] = w[chosen]
         fallback = (
