@@ -1,1 +1,1 @@
-"""Dagster assets of the MetaPB2 platform (wires `metapb2_core` functions; see the asset issue)."""
+"""Dagster assets of the MetaPB2 platform; they only wire metapb2_core functions together."""

@@ -34,10 +34,11 @@ class RunRequest:
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     meta: str | None = None  # meta-data directory (meta methods)
     portfolio: str | None = None  # portfolio directory or JSON file (warm methods)
+    tag: str = ""  # tells apart runs of the same method, task and seed made for another purpose
 
     @property
     def run_id(self) -> str:
-        suffix = "-faithful" if self.faithful else ""
+        suffix = ("-faithful" if self.faithful else "") + (f"-{self.tag}" if self.tag else "")
         return f"{self.method}-{self.task}-{self.budget}-s{self.seed}{suffix}"
 
     def space(self) -> SearchSpace:

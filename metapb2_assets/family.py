@@ -1,0 +1,185 @@
+"""The asset graph of one task family (architecture.md): portfolio_candidates → performance_matrix →
+portfolio, meta_runs, one evaluation_<method> per registered method, method_ranks."""
+
+import dagster as dg
+from pydantic import Field
+
+from metapb2_assets import runs
+from metapb2_assets.ranks import ranks_asset
+from metapb2_assets.resources import RayResource, StudyStore
+from metapb2_core import portfolio as core_portfolio
+from metapb2_core import study
+from metapb2_core.budgets import get_budget
+from metapb2_core.methods import METHODS, get_method
+from metapb2_core.methods.warm import round_one_exploits
+from metapb2_core.quirks import Quirks
+from metapb2_core.run import RunRequest
+from metapb2_core.space import SEARCH_SPACE
+from metapb2_core.store import Replace, lineage_rows
+
+SEEDS = [str(s) for s in range(10)]
+
+
+def family_partitions(family: str) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition(
+        {
+            "task": dg.StaticPartitionsDefinition(study.family_tasks(family)),
+            "seed": dg.StaticPartitionsDefinition(SEEDS),
+        }
+    )
+
+
+class CandidateConfig(runs.RunConfig):
+    configs: int = Field(
+        default=core_portfolio.CANDIDATE_CONFIGS, description="random configurations per task and seed"
+    )
+    intervals: int = Field(
+        default=core_portfolio.CANDIDATE_INTERVALS, description="intervals each candidate trains"
+    )
+    best: int = Field(default=3, description="candidates kept per task and seed")
+
+
+class PortfolioConfig(runs.RunConfig):
+    size: int = Field(default=0, description="portfolio size (0: what a warm run of the budget needs)")
+
+
+def _write(store: StudyStore, changes: list[Replace]) -> None:
+    store.paths().catalog().write(changes)
+
+
+def family_assets(family: str) -> list:
+    parts = family_partitions(family)
+    key = lambda name: dg.AssetKey([family, name])  # noqa: E731
+    common = {"group_name": family, "partitions_def": parts}
+
+    @dg.asset(
+        key=key("portfolio_candidates"),
+        code_version=runs.code_version(core_portfolio),
+        **common,
+        description="Portfolio step 1: the best of a random search of configurations on one task and seed",
+    )
+    def candidates(
+        context: dg.AssetExecutionContext, config: CandidateConfig, ray: RayResource, store: StudyStore
+    ):
+        task, seed = runs.task_and_seed(context)
+        budget = get_budget(config.budget)
+        found = ray.run(
+            core_portfolio.search_candidates,
+            task,
+            seed,
+            budget,
+            SEARCH_SPACE,
+            Quirks.from_flag(config.faithful),
+            config.configs,
+            config.intervals,
+            config.best,
+        )
+        rid = study.candidates_run_id(task, budget.name, seed)
+        lin = runs.lineage(context, runs.code_version(core_portfolio))
+        _write(store, [study.record_candidates(found, task, seed, budget.name), lineage_rows(lin, [rid])])
+        return dg.MaterializeResult(metadata={"rows": len(found), "best_score": max(c.score for c in found)})
+
+    @dg.asset(
+        key=key("performance_matrix"),
+        code_version=runs.code_version(core_portfolio),
+        **common,
+        deps=[dg.AssetDep(candidates, partition_mapping=dg.AllPartitionMapping())],
+        description="Portfolio step 2: every candidate re-trained with fixed hyperparameters on a task",
+    )
+    def matrix(
+        context: dg.AssetExecutionContext, config: runs.RunConfig, ray: RayResource, store: StudyStore
+    ):
+        task, seed = runs.task_and_seed(context)
+        budget = get_budget(config.budget)
+        cands = study.load_candidates(store.paths().catalog(), family)
+        scores = ray.run(
+            core_portfolio.performance_matrix,
+            cands,
+            [task],
+            budget,
+            SEARCH_SPACE,
+            (seed,),
+            Quirks.from_flag(config.faithful),
+        )
+        rows, inputs = study.matrix_rows(scores, cands, seed, budget.name)
+        lin = runs.lineage(context, runs.code_version(core_portfolio), tuple(inputs))
+        _write(
+            store,
+            [
+                Replace("performance_matrix", {"task": task, "seed": seed}, rows),
+                lineage_rows(lin, [rows["run_id"].iloc[0]]),
+            ],
+        )
+        return dg.MaterializeResult(metadata={"rows": len(rows), "best_score": float(rows["score"].max())})
+
+    @dg.asset(
+        key=key("portfolio"),
+        code_version=runs.code_version(core_portfolio),
+        group_name=family,
+        deps=[matrix],
+        description="Portfolio step 3: a greedy portfolio per target task, blind to the target's environment",
+    )
+    def portfolio(context: dg.AssetExecutionContext, config: PortfolioConfig, store: StudyStore):
+        budget = get_budget(config.budget)
+        size = config.size or budget.population_size + round_one_exploits(budget.population_size)
+        paths = store.paths()
+        table = study.build_family_portfolios(family, size, Quirks.from_flag(config.faithful), paths)
+        lin = runs.lineage(context, runs.code_version(core_portfolio), tuple(table["run_id"]))
+        _write(store, [Replace("portfolios", {"family": family}, table), lineage_rows(lin, [])])
+        per_target = table.groupby("target_task")["candidate"].apply(", ".join)
+        return dg.MaterializeResult(
+            metadata={
+                "rows": len(table),
+                "targets": int(per_target.size),
+                "portfolios": dg.MetadataValue.md(per_target.to_frame().to_markdown()),
+            }
+        )
+
+    @dg.asset(
+        key=key("meta_runs"),
+        code_version=runs.method_code_version(study.META_METHOD),
+        **common,
+        check_specs=runs.check_specs(key("meta_runs")),
+        description="PB2 runs whose transitions become the meta-data of other tasks (leave-one-task-out)",
+    )
+    def meta_runs(
+        context: dg.AssetExecutionContext, config: runs.RunConfig, ray: RayResource, store: StudyStore
+    ):
+        task, seed = runs.task_and_seed(context)
+        req = RunRequest(task, study.META_METHOD, seed, config.budget, config.faithful, tag=study.META_TAG)
+        paths = store.paths()
+        version = runs.method_code_version(study.META_METHOD)
+        after = lambda record: study.write_meta_data(record, paths, config.faithful)  # noqa: E731
+        yield from runs.materialise_run(context, req, "meta", ray, paths, version, after)
+
+    evaluations = [_evaluation_asset(family, name, key, common, meta_runs, portfolio) for name in METHODS]
+    return [candidates, matrix, portfolio, meta_runs, *evaluations, ranks_asset(family, evaluations)]
+
+
+def _evaluation_asset(family: str, method: str, key, common: dict, meta_runs, portfolio):
+    requires = get_method(method).requires
+    deps = []
+    if "meta_tables" in requires:
+        deps.append(dg.AssetDep(meta_runs, partition_mapping=dg.AllPartitionMapping()))
+    if "portfolio" in requires:
+        deps.append(dg.AssetDep(portfolio))
+    version = runs.method_code_version(method)
+    name = f"evaluation_{method}"
+
+    @dg.asset(
+        key=key(name),
+        code_version=version,
+        deps=deps,
+        check_specs=runs.check_specs(key(name)),
+        **common,
+        description=f"{method} tuning PPO on one task and seed (the study's evaluation runs)",
+    )
+    def evaluation(
+        context: dg.AssetExecutionContext, config: runs.RunConfig, ray: RayResource, store: StudyStore
+    ):
+        task, seed = runs.task_and_seed(context)
+        paths = store.paths()
+        req = study.run_request(task, method, seed, config.budget, config.faithful, paths)
+        yield from runs.materialise_run(context, req, "evaluation", ray, paths, version)
+
+    return evaluation

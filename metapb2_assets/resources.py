@@ -1,0 +1,102 @@
+"""Dagster resources: where partitions compute (Ray) and where a study is stored (files + DuckDB)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from metapb2_core.errors import MetaPB2Error
+from metapb2_core.store import StoreError
+from metapb2_core.study import StudyPaths
+
+T = TypeVar("T")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or "dagster_home").resolve()
+
+
+class StoreConfigError(MetaPB2Error):
+    pass
+
+
+class StudyStore(dg.ConfigurableResource):
+    """Per-run Parquet records, meta-data tables, portfolio files and the DuckDB catalog."""
+
+    root: str = Field(
+        default="",
+        description="folder of run records, meta-data and portfolios (default: $DAGSTER_HOME)",
+    )
+    database: str = Field(
+        default="",
+        description="DuckDB catalog file (default: <root>/metapb2.duckdb); one writer at a time, "
+        "serialised by a lock file beside it",
+    )
+
+    def paths(self) -> StudyPaths:
+        root = Path(self.root).resolve() if self.root else default_home()
+        db = Path(self.database).resolve() if self.database else root / "metapb2.duckdb"
+        return StudyPaths(root, db)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        paths = self.paths()
+        try:
+            paths.catalog().check()
+        except StoreError as e:
+            raise StoreConfigError(
+                f"resource 'store', setting 'database' = {str(paths.database)!r}: {e}"
+            ) from None
+        try:
+            paths.runs.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreConfigError(
+                f"resource 'store', setting 'root' = {str(paths.root)!r}: {e.strerror}"
+            ) from None
+
+
+class RayResource(dg.ConfigurableResource):
+    """Runs each partition's work as a Ray task."""
+
+    address: str = Field(
+        default="",
+        description="address of an existing Ray cluster, e.g. ray://raycluster-head-svc:10001 (KubeRay) or "
+        "HOST:6379; empty: a local Ray head started on demand and shared by the instance's runs",
+    )
+    num_cpus: int = Field(default=0, description="CPUs of the local Ray head (0: every core of this machine)")
+    cpus_per_task: int = Field(
+        default=1,
+        description="CPUs each run asks Ray for; also the XLA threads of its worker, so parallel partitions "
+        "never oversubscribe the cores",
+    )
+    _ready: bool = PrivateAttr(default=False)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from metapb2_assets import ray_cluster
+
+        if self.cpus_per_task < 1:
+            raise ray_cluster.RayConfigError(
+                f"resource 'ray', setting 'cpus_per_task' must be ≥ 1, got {self.cpus_per_task}"
+            )
+        if self.address:
+            ray_cluster.check_reachable(self.address, "resource 'ray', setting 'address'")
+            address = self.address
+        else:
+            cpus = self.num_cpus or len(os.sched_getaffinity(0))
+            address = ray_cluster.local_head(default_home() / ".ray", cpus)
+        ray_cluster.connect(address, self.cpus_per_task)
+        self._ready = True
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a Ray worker holding ``cpus_per_task`` CPUs; its exception is re-raised here."""
+        import ray
+
+        task = ray.remote(num_cpus=self.cpus_per_task, max_retries=0)(fn)
+        try:
+            return ray.get(task.remote(*args))
+        except ray.exceptions.RayTaskError as e:
+            raise e.as_instanceof_cause() from None

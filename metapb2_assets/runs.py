@@ -1,0 +1,106 @@
+"""What the run-producing assets (meta_runs, evaluation_<method>) share: partition parsing, running
+on Ray, recording into the catalog, metadata and check results."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable
+
+import dagster as dg
+from pydantic import Field
+
+from metapb2_assets.metadata import curve_markdown
+from metapb2_assets.resources import RayResource
+from metapb2_core import __version__
+from metapb2_core.checks import CHECKS, run_checks
+from metapb2_core.methods import get_method
+from metapb2_core.run import RunRecord, RunRequest, execute_run, write_record
+from metapb2_core.space import SEARCH_SPACE
+from metapb2_core.store import Lineage
+from metapb2_core.study import StudyPaths, record_run
+
+
+class RunConfig(dg.Config):
+    budget: str = Field(
+        default="smoke", description="budget preset (smoke, short, paper): sizes only, never code paths"
+    )
+    faithful: bool = Field(
+        default=False,
+        description="reproduce the original code's quirks (methods.md §11) instead of the fixes",
+    )
+
+
+def task_and_seed(context: dg.AssetExecutionContext) -> tuple[str, int]:
+    keys = context.partition_key.keys_by_dimension
+    return keys["task"], int(keys["seed"])
+
+
+def code_version(*objs: object) -> str:
+    """The package version and a hash of the source of what computes an asset: editing a method's
+    module makes its evaluations stale (the re-run schedule picks them up)."""
+    digest = hashlib.sha1(__version__.encode())
+    for obj in objs:
+        digest.update(inspect.getsource(inspect.getmodule(obj)).encode())
+    return f"{__version__}-{digest.hexdigest()[:10]}"
+
+
+def method_code_version(method: str) -> str:
+    from metapb2_core import population
+    from metapb2_core.ppo import trainer
+
+    return code_version(get_method(method), population, trainer)
+
+
+def lineage(context: dg.AssetExecutionContext, version: str, inputs: tuple[str, ...] = ()) -> Lineage:
+    partition = context.partition_key if context.has_partition_key else ""
+    return Lineage(context.asset_key.to_user_string(), partition, context.run_id, version, inputs)
+
+
+def check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(name, asset=key, description=text, blocking=True) for name, text in CHECKS.items()
+    ]
+
+
+def materialise_run(
+    context: dg.AssetExecutionContext,
+    req: RunRequest,
+    role: str,
+    ray: RayResource,
+    paths: StudyPaths,
+    version: str,
+    after: Callable[[RunRecord], object] | None = None,
+):
+    """Run on Ray; write the per-run files first (nothing lost if the catalog write fails), then
+    ``after`` (meta-data tables), then the catalog; yield the materialisation and each check."""
+    budget, _ = req.check()
+    req.method_inputs()  # missing meta-data or portfolio fails here, before Ray is asked for anything
+    context.log.info(
+        f"{req.run_id}: {budget.population_size} members × {budget.num_intervals} intervals on Ray"
+    )
+    record: RunRecord = ray.run(execute_run, req)
+    write_record(record, paths.runs)
+    if after:
+        after(record)
+    record_run(record, role, lineage(context, version), paths.catalog())
+    m = record.meta
+    yield dg.MaterializeResult(
+        metadata={
+            "run_id": m["run_id"],
+            "rows": dg.MetadataValue.int(len(record.points)),
+            "perturbations": dg.MetadataValue.int(len(record.perturbations)),
+            "final_best_return": dg.MetadataValue.float(float(m["best_final_eval_return"])),
+            "wall_seconds": dg.MetadataValue.float(float(m["wall_seconds"])),
+            "env_steps_per_second": dg.MetadataValue.float(float(m["env_steps_per_second"])),
+            "learning_curve": dg.MetadataValue.md(curve_markdown(record.points, m["run_id"])),
+            "record": dg.MetadataValue.path(str(paths.runs / f"{m['run_id']}.json")),
+        }
+    )
+    for outcome in run_checks(record.points, record.perturbations, m, budget, SEARCH_SPACE):
+        yield dg.AssetCheckResult(
+            check_name=outcome.name,
+            passed=outcome.passed,
+            description=outcome.description,
+            metadata={k: dg.MetadataValue.int(int(v)) for k, v in outcome.metadata.items()},
+        )

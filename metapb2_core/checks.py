@@ -1,0 +1,121 @@
+"""Checks that keep bad science from flowing downstream, on one run record (Dagster-free: the asset
+layer turns each outcome into a blocking asset check)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from metapb2_core.budgets import Budget
+from metapb2_core.methods import get_method
+from metapb2_core.population import quantiles
+from metapb2_core.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict = field(default_factory=dict)
+
+
+CHECKS: dict[str, str] = {
+    "finite_returns": "every fresh evaluation return is finite and no training return is infinite",
+    "monotone_timesteps": "each member's timesteps strictly increase with its training iteration",
+    "hyperparameters_in_bounds": "every configuration a member trained with lies in the search space",
+    "population_as_configured": "the run has the budget's population size and number of perturbations",
+    "no_target_leakage": "no meta-data or portfolio entry comes from the target task (its environment "
+    "for portfolios)",
+}
+
+
+def expected_perturbations(budget: Budget, method: str) -> int:
+    if not get_method(method).perturbs:
+        return 0
+    return (budget.num_intervals - 1) * len(quantiles(np.zeros(budget.population_size))[0])
+
+
+def run_checks(
+    points: pd.DataFrame, perturbations: pd.DataFrame, meta: dict, budget: Budget, space: SearchSpace
+) -> list[CheckOutcome]:
+    return [
+        _finite(points),
+        _monotone(points),
+        _bounds(points, space),
+        _population(points, perturbations, meta, budget),
+        _leakage(meta),
+    ]
+
+
+def _finite(points: pd.DataFrame) -> CheckOutcome:
+    evals = points.loc[points["eval_is_fresh"].astype(bool), "eval_return"].to_numpy(float)
+    bad = int((~np.isfinite(evals)).sum())
+    # NaN means no episode ended in that iteration; an infinite return is a broken environment
+    bad_train = int(np.isinf(points["train_return"].to_numpy(float)).sum()) if "train_return" in points else 0
+    return CheckOutcome(
+        "finite_returns",
+        bad == 0 and bad_train == 0,
+        f"{bad} non-finite evaluation returns of {len(evals)}, {bad_train} non-finite training returns",
+        {"non_finite_eval": bad, "non_finite_train": bad_train, "evaluations": len(evals)},
+    )
+
+
+def _monotone(points: pd.DataFrame) -> CheckOutcome:
+    ordered = points.sort_values(["member", "training_iteration"])
+    steps = ordered.groupby("member")["timesteps"].diff().dropna()
+    bad = int((steps <= 0).sum())
+    return CheckOutcome("monotone_timesteps", bad == 0, f"{bad} non-increasing steps", {"violations": bad})
+
+
+def _bounds(points: pd.DataFrame, space: SearchSpace) -> CheckOutcome:
+    outside = {
+        p.name: int(((points[p.name] < p.low) | (points[p.name] > p.high) | points[p.name].isna()).sum())
+        for p in space.params
+    }
+    n = sum(outside.values())
+    what = ", ".join(f"{k}: {v}" for k, v in outside.items() if v) or "none"
+    return CheckOutcome(
+        "hyperparameters_in_bounds", n == 0, f"{n} values outside the bounds ({what})", outside
+    )
+
+
+def _population(
+    points: pd.DataFrame, perturbations: pd.DataFrame, meta: dict, budget: Budget
+) -> CheckOutcome:
+    members = int(points["member"].nunique())
+    want = expected_perturbations(budget, meta["method"])
+    ok = members == budget.population_size and len(perturbations) == want
+    return CheckOutcome(
+        "population_as_configured",
+        ok,
+        f"{members} members (budget: {budget.population_size}), {len(perturbations)} perturbations "
+        f"(expected {want})",
+        {"members": members, "perturbations": len(perturbations), "expected_perturbations": want},
+    )
+
+
+def _leakage(meta: dict) -> CheckOutcome:
+    from metapb2_core.envs import get_task
+
+    target = meta["task"]
+    meta_leaks = [t for t in meta.get("meta_tasks") or {} if t == target]
+    faithful = bool(meta.get("faithful"))
+    env = get_task(target).env_name
+
+    def leaks(source: str) -> bool:  # methods.md: a portfolio never sees the target's environment
+        if not source:  # a hand-made portfolio without lineage
+            return False
+        return source == target if faithful else get_task(source).env_name == env
+
+    port_leaks = [e["source_task"] for e in meta.get("portfolio") or [] if leaks(e.get("source_task", ""))]
+    return CheckOutcome(
+        "no_target_leakage",
+        not meta_leaks and not port_leaks,
+        f"meta-data tasks {sorted(meta.get('meta_tasks') or {})}, portfolio sources "
+        f"{sorted({e.get('source_task') for e in meta.get('portfolio') or []})}; leaked: "
+        f"{meta_leaks + port_leaks or 'none'}",
+        {"leaked_meta_tasks": len(meta_leaks), "leaked_portfolio_entries": len(port_leaks)},
+    )

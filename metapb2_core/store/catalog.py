@@ -1,0 +1,183 @@
+"""The DuckDB catalog of a study: one database file, written by one process at a time.
+
+DuckDB lets one process open a file for writing. Concurrent partitions (a backfill, Ray workers)
+therefore serialise on an advisory lock file beside the database (``<db>.lock``, ``flock``): the
+kernel releases it when a holder dies, so a killed run never leaves a stale lock. Every write is a
+set of ``Replace``s applied in one transaction: the rows a key names are deleted, then the new rows
+inserted, so a retried or re-materialised step replaces its rows instead of duplicating them, and a
+step killed mid-write leaves the previous rows (DuckDB's WAL rolls back the open transaction).
+A process outside the platform holding the file (the duckdb shell, a notebook) is waited for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from metapb2_core.errors import MetaPB2Error
+
+
+class StoreError(MetaPB2Error):
+    """The catalog cannot be opened or written; the message names the file and the cause."""
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Delete the rows of ``table`` matching ``where`` (column = value), then insert ``rows``."""
+
+    table: str
+    where: dict[str, object]
+    rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+class Catalog:
+    def __init__(self, path: str | Path, timeout: float = 300.0):
+        self.path = Path(path)
+        self.timeout = timeout
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def check(self) -> None:
+        """Create the file if needed and prove it is a writable DuckDB database, or raise."""
+        self.write([])
+
+    def write(self, changes: list[Replace]) -> None:
+        with self._locked(fcntl.LOCK_EX), self._connect(read_only=False) as con:
+            _sql(con, "BEGIN TRANSACTION")
+            try:
+                for change in changes:
+                    _apply(con, change)
+                _sql(con, "COMMIT")
+            except BaseException:
+                _sql(con, "ROLLBACK")
+                raise
+
+    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        if not self.path.exists():
+            raise StoreError(f"DuckDB catalog {self.path} does not exist yet (nothing was materialised)")
+        with self._locked(fcntl.LOCK_SH), self._connect(read_only=True) as con:
+            return con.execute(sql, params or []).df()
+
+    def tables(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        found = self.query("SELECT table_name FROM information_schema.tables ORDER BY table_name")
+        return list(found["table_name"])
+
+    def count(self, table: str, where: dict[str, object] | None = None) -> int:
+        if table not in self.tables():
+            return 0
+        clause, params = _where(where or {})
+        return int(self.query(f'SELECT count(*) AS n FROM "{table}"{clause}', params)["n"].iloc[0])
+
+    @contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(
+                f"cannot create the DuckDB catalog in {self.path.parent}: {e.strerror}"
+            ) from None
+        try:
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"gave up after {self.timeout:.0f}s waiting for the lock on {self.path}"
+                        ) from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextmanager
+    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as e:
+                if "lock" in str(e).lower() and time.monotonic() < deadline:
+                    time.sleep(0.2)  # held by a process outside the platform: wait for it
+                    continue
+                raise StoreError(_explain(self.path, e)) from None
+            except duckdb.Error as e:
+                raise StoreError(_explain(self.path, e)) from None
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def _explain(path: Path, e: Exception) -> str:
+    text = str(e).splitlines()[0]
+    if not path.parent.is_dir():
+        return f"cannot create the DuckDB catalog {path}: its folder does not exist ({text})"
+    if path.exists() and any(w in str(e).lower() for w in ("not a valid duckdb", "corrupt", "magic")):
+        return (
+            f"{path} is not a valid DuckDB database (corrupt or another kind of file); it was left "
+            f"untouched: move it away or point the catalog elsewhere ({text})"
+        )
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"the DuckDB catalog {path} is not writable ({text})"
+    return f"cannot open the DuckDB catalog {path}: {text}"
+
+
+def _where(where: dict[str, object]) -> tuple[str, list]:
+    if not where:
+        return "", []
+    return " WHERE " + " AND ".join(f'"{c}" = ?' for c in where), list(where.values())
+
+
+def _sql(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list:
+    return con.execute(sql, params or []).fetchall()  # duckdb 2 wants each result consumed
+
+
+def _apply(con: duckdb.DuckDBPyConnection, change: Replace) -> None:
+    table, rows = change.table, change.rows
+    exists = _sql(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table])[0][0]
+    if not exists:
+        if rows.columns.empty:
+            return
+        con.register("_rows", rows)
+        _sql(con, f'CREATE TABLE "{table}" AS SELECT * FROM _rows LIMIT 0')
+        con.unregister("_rows")
+        untyped = _sql(  # columns of an empty object-typed frame: text until a value says otherwise
+            con,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            """AND data_type IN ('NULL', '"NULL"')""",
+            [table],
+        )
+        for (col,) in untyped:
+            _sql(con, f'ALTER TABLE "{table}" ALTER COLUMN "{col}" TYPE VARCHAR')
+    clause, params = _where(change.where)
+    _sql(con, f'DELETE FROM "{table}"{clause}', params)
+    if rows.empty:
+        return
+    have = {
+        r[0]
+        for r in _sql(con, "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table])
+    }
+    con.register("_rows", rows)
+    for col in rows.columns:
+        if col not in have:  # a record with a column this table has not seen yet
+            kind = _sql(con, f'SELECT typeof("{col}") FROM _rows LIMIT 1')[0][0]
+            _sql(con, f'ALTER TABLE "{table}" ADD COLUMN "{col}" {kind}')
+    _sql(con, f'INSERT INTO "{table}" BY NAME SELECT * FROM _rows')
+    con.unregister("_rows")

@@ -1,0 +1,25 @@
+"""Which materialised partitions are stale: made by other code, or older than an input."""
+
+from __future__ import annotations
+
+from metapb2_core.store.catalog import Catalog
+
+
+def stale_partitions(catalog: Catalog, asset_key: str, code_version: str, input_keys: list[str]) -> list[str]:
+    """Partitions of ``asset_key`` whose lineage row has another code version, or that were
+    materialised before the newest materialisation of any asset in ``input_keys``."""
+    if "lineage" not in catalog.tables():
+        return []
+    rows = catalog.query(
+        "SELECT partition, code_version, materialized_at FROM lineage WHERE asset_key = ?", [asset_key]
+    )
+    newest_input = None
+    if input_keys:
+        marks = ", ".join("?" for _ in input_keys)
+        newest_input = catalog.query(
+            f"SELECT max(materialized_at) AS t FROM lineage WHERE asset_key IN ({marks})", input_keys
+        )["t"].iloc[0]
+    stale = rows["code_version"] != code_version
+    if newest_input is not None and newest_input == newest_input:  # not NaT
+        stale |= rows["materialized_at"] < newest_input
+    return sorted(rows.loc[stale, "partition"])

@@ -1,0 +1,191 @@
+"""The steps of a study over a task family, one function per artefact, each reading its inputs from
+and writing its outputs to the study's storage (per-run files + DuckDB catalog). The asset layer
+calls these; a script or notebook can too."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from metapb2_core.envs import TASKS, get_task
+from metapb2_core.errors import MetaPB2Error
+from metapb2_core.methods import get_method
+from metapb2_core.portfolio import Candidate, portfolio_for
+from metapb2_core.quirks import Quirks
+from metapb2_core.run import RunRecord, RunRequest
+from metapb2_core.space import SEARCH_SPACE
+from metapb2_core.store import Catalog, Lineage, Replace, evaluation_rows, lineage_rows, run_rows, usage_edges
+
+META_METHOD = "pb2"  # the paper's meta-data are PB2 runs
+META_TAG = "meta"
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    root: Path  # per-run records, meta tables and portfolio files live under it
+    database: Path
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def meta(self) -> Path:
+        return self.root / "meta"
+
+    @property
+    def portfolios(self) -> Path:
+        return self.root / "portfolio"
+
+    def catalog(self) -> Catalog:
+        return Catalog(self.database)
+
+
+def family_tasks(family: str) -> list[str]:
+    return [k for k, t in TASKS.items() if t.family == family]
+
+
+def run_request(
+    task: str, method: str, seed: int, budget: str, faithful: bool, paths: StudyPaths
+) -> RunRequest:
+    """The request of an evaluation run (or, for ``META_TAG``, a meta-data run) with its inputs."""
+    requires = get_method(method).requires
+    return RunRequest(
+        task,
+        method,
+        seed,
+        budget,
+        faithful,
+        meta=str(paths.meta) if "meta_tables" in requires else None,
+        portfolio=str(paths.portfolios) if "portfolio" in requires else None,
+    )
+
+
+def record_run(record: RunRecord, role: str, lin: Lineage, catalog: Catalog) -> None:
+    """One transaction: the run, its points, perturbations, usage edges, scores and lineage."""
+    meta = record.meta
+    changes = run_rows(record.points, record.perturbations, meta, role, lin)
+    if role == "evaluation":
+        changes.append(evaluation_rows(record.points, meta["run_id"]))
+    used = tuple(usage_edges(meta)["producer_run_id"])
+    changes.append(lineage_rows(replace(lin, input_runs=lin.input_runs + used), [meta["run_id"]]))
+    catalog.write(changes)
+
+
+def candidates_run_id(task: str, budget: str, seed: int) -> str:
+    return f"candidates-{task}-{budget}-s{seed}"
+
+
+def record_candidates(cands: list[Candidate], task: str, seed: int, budget: str) -> Replace:
+    rid = candidates_run_id(task, budget, seed)
+    rows = [
+        {
+            "candidate_id": c.id,
+            "run_id": rid,
+            "source_task": c.source_task,
+            "seed": c.seed,
+            "budget": budget,
+            "rank": i,
+            "score": c.score,
+            **c.config,
+        }
+        for i, c in enumerate(cands)
+    ]
+    return Replace("candidates", {"source_task": task, "seed": seed}, pd.DataFrame(rows))
+
+
+def load_candidates(catalog: Catalog, family: str) -> list[Candidate]:
+    if "candidates" not in catalog.tables():
+        raise MetaPB2Error("no portfolio candidates yet: materialise portfolio_candidates first")
+    df = catalog.query("SELECT * FROM candidates ORDER BY source_task, seed, rank")
+    df = df[df["source_task"].isin(family_tasks(family))]
+    if df.empty:
+        raise MetaPB2Error(f"no portfolio candidates of the {family} family yet")
+    return [
+        Candidate(
+            r["candidate_id"],
+            r["source_task"],
+            int(r["seed"]),
+            {n: float(r[n]) for n in SEARCH_SPACE.names},
+            float(r["score"]),
+        )
+        for r in df.to_dict("records")
+    ]
+
+
+def matrix_rows(
+    scores: pd.DataFrame, cands: list[Candidate], seed: int, budget: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Long rows of one performance-matrix column (``portfolio.performance_matrix`` of one task and
+    seed) and the candidate searches it used."""
+    (task,) = scores.columns
+    rows = pd.DataFrame(
+        {
+            "candidate_id": scores.index,
+            "task": task,
+            "seed": seed,
+            "score": scores[task].to_numpy(float),
+            "run_id": f"matrix-{task}-{budget}-s{seed}",
+        }
+    )
+    return rows, sorted({candidates_run_id(c.source_task, budget, c.seed) for c in cands})
+
+
+def build_family_portfolios(family: str, size: int, quirks: Quirks, paths: StudyPaths) -> pd.DataFrame:
+    """Step 3 for every task of ``family`` a portfolio can be formed for (columns: the tasks of the
+    matrix; rows: candidates scored on every one of them); writes ``<task>_portfolio.json`` files."""
+    catalog = paths.catalog()
+    if "performance_matrix" not in catalog.tables():
+        raise MetaPB2Error("no performance matrix yet: materialise performance_matrix first")
+    cands = {c.id: c for c in load_candidates(catalog, family)}
+    runs_of = dict(catalog.query("SELECT candidate_id, run_id FROM candidates").itertuples(index=False))
+    long = catalog.query("SELECT candidate_id, task, score FROM performance_matrix")
+    long = long[long["task"].isin(family_tasks(family)) & long["candidate_id"].isin(cands)]
+    matrix = long.pivot_table(index="candidate_id", columns="task", values="score", aggfunc="mean").dropna()
+    if matrix.empty:
+        raise MetaPB2Error(f"the {family} performance matrix is empty")
+    env_of = lambda t: get_task(t).env_name  # noqa: E731
+    sources = {c: cands[c].source_task for c in matrix.index}
+    rows = []
+    paths.portfolios.mkdir(parents=True, exist_ok=True)
+    for target in family_tasks(family):
+        try:
+            ids = portfolio_for(matrix, sources, target, size, env_of, quirks)
+        except MetaPB2Error:
+            continue  # too few candidates from other environments: no portfolio for this target
+        entries = [
+            {**cands[i].config, "candidate": i, "source_task": cands[i].source_task, "run_id": runs_of[i]}
+            for i in ids
+        ]
+        tmp = paths.portfolios / f".{target}_portfolio.json.tmp"
+        tmp.write_text(json.dumps(entries, indent=2))
+        tmp.replace(paths.portfolios / f"{target}_portfolio.json")
+        rows += [{"family": family, "target_task": target, "position": k, **e} for k, e in enumerate(entries)]
+    if not rows:
+        raise MetaPB2Error(
+            f"no {family} task has {size} candidates from other environments; search more tasks or seeds"
+        )
+    return pd.DataFrame(rows)
+
+
+def evaluation_points(catalog: Catalog, family: str, budget: str) -> pd.DataFrame:
+    """Run points of the family's evaluation runs of ``budget``, as evaluation.load_points gives them."""
+    if "runs" not in catalog.tables():
+        raise MetaPB2Error("no runs in the catalog yet: materialise evaluation assets first")
+    tasks = family_tasks(family)
+    marks = ", ".join("?" for _ in tasks)
+    return catalog.query(
+        "SELECT p.* FROM run_points p JOIN runs r USING (run_id) "
+        f"WHERE r.role = 'evaluation' AND r.budget = ? AND r.task IN ({marks})",
+        [budget, *tasks],
+    )
+
+
+def write_meta_data(record: RunRecord, paths: StudyPaths, by_values: bool = False) -> Path | None:
+    from metapb2_core.meta.tables import meta_table_from_record, write_meta_table
+
+    table = meta_table_from_record(record.points, record.perturbations, record.meta, SEARCH_SPACE, by_values)
+    return write_meta_table(paths.meta, table) if len(table) else None
