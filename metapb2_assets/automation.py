@@ -20,6 +20,13 @@ def stale_evaluations_schedule(family: str, evaluations: list[dg.AssetsDefinitio
     def rerun_stale(context: dg.ScheduleEvaluationContext, store: StudyStore):
         catalog = store.paths().catalog()
         requests = []
+        # A run key per state of the catalog: a stale partition is requested once per state, so a run
+        # that fails is not relaunched every night until something it depends on changes.
+        state = (
+            catalog.query("SELECT max(materialized_at) AS t FROM lineage")["t"].iloc[0]
+            if catalog.tables()
+            else ""
+        )
         for asset in evaluations:
             key = asset.key
             inputs = [dep.to_user_string() for dep in asset.asset_deps[key]]
@@ -28,7 +35,7 @@ def stale_evaluations_schedule(family: str, evaluations: list[dg.AssetsDefinitio
             ):
                 requests.append(
                     dg.RunRequest(
-                        run_key=f"{key.to_user_string()}|{partition}|{context.scheduled_execution_time}",
+                        run_key=f"{key.to_user_string()}|{partition}|{state}",
                         asset_selection=[key],
                         partition_key=partition,
                     )

@@ -111,7 +111,9 @@ def stop_local_head(state_dir: Path) -> None:
 
 def connect(address: str, threads: int) -> None:
     if ray.is_initialized():
-        return
+        if ray.get_runtime_context().gcs_address.removeprefix("ray://") == address.removeprefix("ray://"):
+            return
+        ray.shutdown()  # this process was attached to another cluster
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(
         address=address,

@@ -73,6 +73,9 @@ class RayResource(dg.ConfigurableResource):
         description="CPUs each run asks Ray for; also the XLA threads of its worker, so parallel partitions "
         "never oversubscribe the cores",
     )
+    state_dir: str = Field(
+        default="", description="where the local head's address and lock live (default: $DAGSTER_HOME/.ray)"
+    )
     _ready: bool = PrivateAttr(default=False)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -87,7 +90,8 @@ class RayResource(dg.ConfigurableResource):
             address = self.address
         else:
             cpus = self.num_cpus or len(os.sched_getaffinity(0))
-            address = ray_cluster.local_head(default_home() / ".ray", cpus)
+            state = Path(self.state_dir) if self.state_dir else default_home() / ".ray"
+            address = ray_cluster.local_head(state, cpus)
         ray_cluster.connect(address, self.cpus_per_task)
         self._ready = True
 

@@ -54,7 +54,7 @@ def method_code_version(method: str) -> str:
 
 def lineage(context: dg.AssetExecutionContext, version: str, inputs: tuple[str, ...] = ()) -> Lineage:
     partition = context.partition_key if context.has_partition_key else ""
-    return Lineage(context.asset_key.to_user_string(), partition, context.run_id, version, inputs)
+    return Lineage(context.asset_key.to_user_string(), partition, context.run.run_id, version, inputs)
 
 
 def check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:

@@ -39,28 +39,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     instance = dg.DagsterInstance.get()
     start = time.perf_counter()
-    for step, (selection, partition, run_config) in enumerate(plan.steps(), 1):
-        where = f" [{partition}]" if partition else ""
+
+    def echo(step: int, selection, partition) -> None:
         names = ", ".join(k.path[-1] for k in selection)
+        where = f" [{partition}]" if partition else ""
         print(
-            f"[{step:>3}/{plan.n_steps}] {time.perf_counter() - start:5.0f}s  {names}{where}",
-            file=sys.stderr,
-            flush=True,
+            f"[{step:>3}/{plan.n_steps}] {time.perf_counter() - start:5.0f}s  {names}{where}", file=sys.stderr
         )
-        result = dg.materialize(
-            plan.assets,
-            instance=instance,
-            partition_key=partition,
-            run_config=run_config,
-            resources=plan.resources,
-            selection=selection,
-            raise_on_error=False,
-        )
-        if not result.success:
-            print(
-                f"metapb2-study: step {step} failed ({names}{where}); see the run in the UI", file=sys.stderr
-            )
-            return 1
+
+    try:
+        plan.run(instance, echo)
+    except MetaPB2Error as e:
+        print(f"metapb2-study: {e}", file=sys.stderr)
+        return 1
     print(plan.report(), flush=True)
     home = os.environ["DAGSTER_HOME"]
     print(

@@ -22,7 +22,9 @@ def partition_key(task: str, seed: int) -> str:
 
 
 class StudyPlan:
-    def __init__(self, family, tasks, seeds, budget, faithful=False, methods=None):
+    def __init__(
+        self, family, tasks, seeds, budget, faithful=False, methods=None, resources=None, best=3, configs=30
+    ):
         for t in tasks:
             if get_task(t).family != family:
                 raise MetaPB2Error(f"task {t!r} is not of the {family!r} family")
@@ -37,7 +39,8 @@ class StudyPlan:
         self.faithful = faithful
         self.methods = methods or list(METHODS)
         self.assets = list(defs.assets)
-        self.resources = defs.resources
+        self.resources = resources or defs.resources
+        self.best, self.configs = best, configs  # candidates kept of those drawn per task and seed
 
     def _key(self, name: str) -> dg.AssetKey:
         return dg.AssetKey([self.family, name])
@@ -45,6 +48,10 @@ class StudyPlan:
     def _config(self, names: list[str]) -> dict:
         run = {"budget": self.budget, "faithful": self.faithful}
         ops = {f"{self.family}__{n}": {"config": run} for n in names if n != "method_ranks"}
+        if "portfolio_candidates" in names:
+            ops[f"{self.family}__portfolio_candidates"] = {
+                "config": {**run, "best": self.best, "configs": self.configs}
+            }
         if "method_ranks" in names:
             ops[f"{self.family}__method_ranks"] = {"config": {"budget": self.budget}}
         return {"ops": ops, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -65,6 +72,27 @@ class StudyPlan:
             yield [self._key("portfolio")], None, self._config(["portfolio"])
         yield from self._partitioned([f"evaluation_{m}" for m in self.methods])
         yield [self._key("method_ranks")], None, self._config(["method_ranks"])
+
+    def run(self, instance: dg.DagsterInstance, echo=None) -> list[dg.ExecuteInProcessResult]:
+        """Materialise every step in order; stop at the first failed step (its run stays in the UI)."""
+        results = []
+        for step, (selection, partition, run_config) in enumerate(self.steps(), 1):
+            if echo:
+                echo(step, selection, partition)
+            result = dg.materialize(
+                self.assets,
+                instance=instance,
+                partition_key=partition,
+                run_config=run_config,
+                resources=self.resources,
+                selection=selection,
+                raise_on_error=False,
+            )
+            results.append(result)
+            if not result.success:
+                names = ", ".join(k.path[-1] for k in selection)
+                raise MetaPB2Error(f"step {step} failed ({names} {partition or ''}); see run {result.run_id}")
+        return results
 
     @property
     def n_steps(self) -> int:

@@ -1,0 +1,156 @@
+"""The DuckDB catalog (replace-by-key, concurrency, bad files), staleness and the run checks."""
+
+import multiprocessing as mp
+import os
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from metapb2_core.budgets import get_budget
+from metapb2_core.checks import expected_perturbations, run_checks
+from metapb2_core.space import SEARCH_SPACE
+from metapb2_core.store import Catalog, Lineage, Replace, StoreError, lineage_rows
+from metapb2_core.store.staleness import stale_partitions
+
+
+def test_replace_deletes_the_key_then_inserts(tmp_path):
+    cat = Catalog(tmp_path / "c.duckdb")
+    cat.write([Replace("t", {"run_id": "a"}, pd.DataFrame({"run_id": ["a", "a"], "v": [1.0, 2.0]}))])
+    cat.write([Replace("t", {"run_id": "b"}, pd.DataFrame({"run_id": ["b"], "v": [5.0]}))])
+    cat.write([Replace("t", {"run_id": "a"}, pd.DataFrame({"run_id": ["a"], "v": [3.0], "extra": ["x"]}))])
+    got = cat.query("SELECT run_id, v, extra FROM t ORDER BY run_id")
+    assert got["run_id"].tolist() == ["a", "b"]
+    assert got["v"].tolist() == [3.0, 5.0]
+    assert got["extra"].tolist()[0] == "x" and pd.isna(got["extra"].tolist()[1])
+
+
+def test_a_failing_change_rolls_back_the_whole_write(tmp_path):
+    cat = Catalog(tmp_path / "c.duckdb")
+    cat.write([Replace("t", {"k": 1}, pd.DataFrame({"k": [1], "v": [1.0]}))])
+    bad = pd.DataFrame({"k": [1], "v": ["not a number"]})
+    with pytest.raises(duckdb.ConversionException):
+        cat.write([Replace("t", {"k": 1}, pd.DataFrame({"k": [1], "v": [9.0]})), Replace("t", {"k": 2}, bad)])
+    assert cat.query("SELECT v FROM t")["v"].tolist() == [1.0]
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    cat = Catalog(path)
+    for i in range(n):
+        key = f"w{worker}-{i % 5}"  # each key written several times: replaced, never duplicated
+        cat.write([Replace("t", {"key": key}, pd.DataFrame({"key": [key] * 3, "i": [i] * 3}))])
+
+
+def test_concurrent_writers_never_fail_or_duplicate(tmp_path):
+    path = str(tmp_path / "c.duckdb")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w, 20)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    counts = Catalog(path).query("SELECT key, count(*) AS n FROM t GROUP BY key")
+    assert len(counts) == 20 and set(counts["n"]) == {3}
+
+
+def test_corrupt_file_is_named_and_left_untouched(tmp_path):
+    path = tmp_path / "metapb2.duckdb"
+    junk = b"not a database " * 400
+    path.write_bytes(junk)
+    with pytest.raises(StoreError, match="not a valid DuckDB database.*left untouched"):
+        Catalog(path).check()
+    assert path.read_bytes() == junk
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
+def test_unwritable_folder_is_named(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(StoreError, match="ro"):
+        Catalog(ro / "c.duckdb").check()
+
+
+def test_missing_parent_that_cannot_be_created_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create the DuckDB catalog"):
+        Catalog(blocker / "sub" / "c.duckdb").check()
+
+
+def test_stale_partitions_by_code_version_and_newer_inputs(tmp_path):
+    cat = Catalog(tmp_path / "c.duckdb")
+    lin = lambda key, part, ver: lineage_rows(Lineage(key, part, "run", ver), [])  # noqa: E731
+    cat.write([lin("eval", "0|a", "v1"), lin("eval", "0|b", "v2")])
+    assert stale_partitions(cat, "eval", "v2", []) == ["0|a"]
+    cat.write([lin("meta", "0|c", "m1")])  # an input re-made after both evaluations
+    assert stale_partitions(cat, "eval", "v2", ["meta"]) == ["0|a", "0|b"]
+    cat.write([lin("eval", "0|a", "v2"), lin("eval", "0|b", "v2")])
+    assert stale_partitions(cat, "eval", "v2", ["meta"]) == []
+
+
+def _record(method="pbt", members=4, intervals=3):
+    budget = get_budget("smoke")
+    rows = []
+    for m in range(members):
+        for it in range(1, intervals * budget.iterations_per_interval + 1):
+            rows.append(
+                {
+                    "member": m,
+                    "training_iteration": it,
+                    "timesteps": it * 100,
+                    "eval_return": float(it),
+                    "eval_is_fresh": it % budget.iterations_per_interval == 0,
+                    "train_return": np.nan,
+                    "lr": 1e-4,
+                    "lambda": 0.95,
+                    "clip_param": 0.2,
+                }
+            )
+    pert = pd.DataFrame({"member": range(expected_perturbations(budget, method))})
+    meta = {
+        "method": method,
+        "task": "cart_pole-earth",
+        "faithful": False,
+        "meta_tasks": {},
+        "portfolio": None,
+    }
+    return pd.DataFrame(rows), pert, meta, budget
+
+
+def test_checks_pass_on_a_sound_record():
+    points, pert, meta, budget = _record()
+    assert all(c.passed for c in run_checks(points, pert, meta, budget, SEARCH_SPACE))
+
+
+@pytest.mark.parametrize(
+    "spoil, failing",
+    [
+        (
+            lambda p, pe, m: p.__setitem__("eval_return", np.where(p["eval_is_fresh"], np.inf, np.nan)),
+            "finite_returns",
+        ),
+        (lambda p, pe, m: p.__setitem__("timesteps", 100), "monotone_timesteps"),
+        (lambda p, pe, m: p.__setitem__("lr", 0.5), "hyperparameters_in_bounds"),
+        (lambda p, pe, m: m.__setitem__("meta_tasks", {"cart_pole-earth": ["r"]}), "no_target_leakage"),
+        (
+            lambda p, pe, m: m.__setitem__("portfolio", [{"source_task": "cart_pole-venus"}]),
+            "no_target_leakage",
+        ),
+    ],
+)
+def test_each_check_catches_its_fault(spoil, failing):
+    points, pert, meta, budget = _record()
+    spoil(points, pert, meta)
+    failed = [c.name for c in run_checks(points, pert, meta, budget, SEARCH_SPACE) if not c.passed]
+    assert failed == [failing]
+
+
+def test_population_check_counts_members_and_perturbations():
+    points, pert, meta, budget = _record()
+    failed = lambda p, pe: [c.name for c in run_checks(p, pe, meta, budget, SEARCH_SPACE) if not c.passed]  # noqa: E731
+    assert failed(points[points["member"] < 3], pert) == ["population_as_configured"]
+    assert failed(points, pert.iloc[:-1]) == ["population_as_configured"]
+    assert expected_perturbations(budget, "pbt") == 2 and expected_perturbations(budget, "random_search") == 0
