@@ -1,0 +1,94 @@
+"""Definitions present and named; bad settings fail with the setting's name and lose nothing."""
+
+import dagster as dg
+import pytest
+
+from metapb2_assets.definitions import build_definitions, defs
+from metapb2_assets.resources import RayResource, StudyStore
+from metapb2_assets.study_plan import partition_key
+from metapb2_core.checks import CHECKS
+from metapb2_core.envs import ENV_FAMILIES
+from metapb2_core.methods import METHODS
+
+PER_FAMILY = ["portfolio_candidates", "performance_matrix", "portfolio", "meta_runs", "method_ranks"]
+
+
+def test_definitions_have_every_asset_check_partition_schedule_and_sensor():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    for family in ENV_FAMILIES:
+        want = {f"{family}/{n}" for n in PER_FAMILY} | {f"{family}/evaluation_{m}" for m in METHODS}
+        assert want <= keys
+        assert defs.get_schedule_def(f"{family}_rerun_stale_evaluations").cron_schedule == "0 3 * * *"
+        for name in ["meta_runs", *(f"evaluation_{m}" for m in METHODS)]:
+            checks = {
+                c.name for c in graph.asset_check_keys if c.asset_key.to_user_string() == f"{family}/{name}"
+            }
+            assert checks == set(CHECKS), name
+    assert len(keys) == len(ENV_FAMILIES) * (len(PER_FAMILY) + len(METHODS))
+    parts = graph.get(dg.AssetKey(["classic", "evaluation_pbt"])).partitions_def
+    assert isinstance(parts, dg.MultiPartitionsDefinition)
+    assert sorted(d.name for d in parts.partitions_defs) == ["seed", "task"]
+    assert len(parts.get_partition_keys()) == 20 * 10
+    assert graph.get(dg.AssetKey(["classic", "portfolio"])).partitions_def is None
+    assert graph.get(dg.AssetKey(["classic", "method_ranks"])).automation_condition is not None
+    assert defs.get_sensor_def("refresh_method_ranks") is not None
+
+
+def test_evaluation_dependencies_follow_what_each_method_requires():
+    graph = defs.resolve_asset_graph()
+    parents = lambda name: {k.path[-1] for k in graph.get(dg.AssetKey(["classic", name])).parent_keys}  # noqa: E731
+    assert parents("evaluation_pbt") == set()
+    assert parents("evaluation_metaprior") == {"meta_runs"}
+    assert parents("evaluation_pb2_star_warm") == {"portfolio"}
+    assert parents("performance_matrix") == {"portfolio_candidates"}
+    assert {f"evaluation_{m}" for m in METHODS} == parents("method_ranks")
+
+
+def _materialise(tmp_path, ray: RayResource, store: StudyStore):
+    d = build_definitions(ray, store)
+    return dg.materialize(
+        list(d.assets),
+        instance=dg.DagsterInstance.ephemeral(tempdir=str(tmp_path)),
+        resources=d.resources,
+        partition_key=partition_key("cart_pole-earth", 0),
+        selection=[dg.AssetKey(["classic", "evaluation_pbt"])],
+    )
+
+
+def _cause(excinfo) -> str:
+    err, text = excinfo.value, []
+    while err is not None:
+        text.append(str(err))
+        err = err.__cause__
+    return " | ".join(text)
+
+
+def test_wrong_ray_address_names_the_setting(tmp_path):
+    with pytest.raises(dg.DagsterResourceFunctionError) as e:
+        _materialise(tmp_path, RayResource(address="127.0.0.1:9"), StudyStore(root=str(tmp_path)))
+    assert "resource 'ray', setting 'address' = '127.0.0.1:9': no Ray cluster answers there" in _cause(e)
+    with pytest.raises(dg.DagsterResourceFunctionError) as e:
+        _materialise(tmp_path, RayResource(address="not-an-address"), StudyStore(root=str(tmp_path)))
+    assert "is not an address of the form [ray://]HOST:PORT" in _cause(e)
+
+
+def test_unwritable_duckdb_path_names_the_setting(tmp_path, ray_head):
+    (tmp_path / "a_file").write_text("x")
+    bad = tmp_path / "a_file" / "metapb2.duckdb"
+    with pytest.raises(dg.DagsterResourceFunctionError) as e:
+        _materialise(
+            tmp_path, RayResource(address=ray_head), StudyStore(root=str(tmp_path), database=str(bad))
+        )
+    assert f"resource 'store', setting 'database' = '{bad}': cannot create the DuckDB catalog" in _cause(e)
+
+
+def test_corrupt_duckdb_file_names_the_setting_and_is_left_untouched(tmp_path, ray_head):
+    bad = tmp_path / "metapb2.duckdb"
+    junk = b"this is not a duckdb file " * 300
+    bad.write_bytes(junk)
+    with pytest.raises(dg.DagsterResourceFunctionError) as e:
+        _materialise(tmp_path, RayResource(address=ray_head), StudyStore(root=str(tmp_path)))
+    assert "setting 'database'" in _cause(e) and "not a valid DuckDB database" in _cause(e)
+    assert bad.read_bytes() == junk
+    assert not list((tmp_path / "runs").glob("*"))  # failed before any compute: nothing to lose
