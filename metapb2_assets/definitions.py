@@ -3,6 +3,8 @@ resources, the stale-evaluation schedules and the automation that keeps method_r
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from metapb2_assets.automation import stale_evaluations_schedule
@@ -24,7 +26,11 @@ def build_definitions(ray: RayResource | None = None, store: StudyStore | None =
         sensors=[
             dg.AutomationConditionSensorDefinition("refresh_method_ranks", target=dg.AssetSelection.all())
         ],
-        resources={"ray": ray or RayResource(), "store": store or StudyStore()},
+        resources={
+            # deployments set these (deploy/values.yaml); empty means the embedded default
+            "ray": ray or RayResource(address=os.environ.get("METAPB2_RAY_ADDRESS", "")),
+            "store": store or StudyStore(root=os.environ.get("METAPB2_STUDY_ROOT", "")),
+        },
     )
 
 
