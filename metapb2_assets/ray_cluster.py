@@ -8,7 +8,9 @@ the CPUs it will use, so parallel partitions queue in Ray instead of oversubscri
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import os
 import socket
 import subprocess
@@ -67,14 +69,20 @@ def _alive(address: str) -> bool:
         return False
 
 
+def running_head(state_dir: Path) -> str | None:
+    file = state_dir / "ray_address"
+    address = file.read_text().strip() if file.exists() else ""
+    return address if address and _alive(address) else None
+
+
 def local_head(state_dir: Path, num_cpus: int) -> str:
     """The address of this instance's local Ray head, starting one if none is alive."""
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(state_dir / "ray.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time; released when this block ends
-        file = state_dir / "ray_address"
-        if file.exists() and _alive(file.read_text().strip()):
-            return file.read_text().strip()
+        running = running_head(state_dir)
+        if running:
+            return running
         port = _free_port()
         cmd = [
             str(Path(sys.executable).with_name("ray")),
@@ -84,6 +92,7 @@ def local_head(state_dir: Path, num_cpus: int) -> str:
             f"--num-cpus={num_cpus}",
             "--include-dashboard=false",
             "--disable-usage-stats",
+            f"--temp-dir={_temp_dir(state_dir)}",
         ]
         env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -95,18 +104,46 @@ def local_head(state_dir: Path, num_cpus: int) -> str:
             if time.monotonic() > deadline:
                 raise RayConfigError(f"the local Ray head at {address} did not come up within 60 s")
             time.sleep(0.2)
-        file.write_text(address)
+        (state_dir / "ray_address").write_text(address)
         return address
 
 
+def _temp_dir(state_dir: Path) -> str:
+    # Ray's socket paths must stay short, so not under state_dir; one folder per head tells its
+    # processes apart from any other Ray on the machine.
+    return f"/tmp/metapb2-ray-{hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:10]}"
+
+
 def stop_local_head(state_dir: Path) -> None:
-    file = state_dir / "ray_address"
-    if file.exists():
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-        subprocess.run(
-            [str(Path(sys.executable).with_name("ray")), "stop", "--force"], env=env, capture_output=True
-        )
-        file.unlink(missing_ok=True)
+    """Stop this instance's local head (only its processes: another Ray on the machine lives on)."""
+    import psutil
+
+    if ray.is_initialized():
+        ray.shutdown()
+    mark = _temp_dir(state_dir)
+    address = running_head(state_dir) or ""
+    port = address.rpartition(":")[2]
+
+    def ours(args: list[str]) -> bool:  # the head's processes, and agents that name its GCS port
+        return any(mark in a or (port and "address" in a and a.endswith(f":{port}")) for a in args)
+
+    procs = {}
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if ours(p.info["cmdline"] or []):
+                procs[p.pid] = p
+                procs.update({c.pid: c for c in p.children(recursive=True)})
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    procs = list(procs.values())
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=5)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    (state_dir / "ray_address").unlink(missing_ok=True)
 
 
 def connect(address: str, threads: int) -> None:

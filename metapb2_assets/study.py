@@ -47,11 +47,19 @@ def main(argv: list[str] | None = None) -> int:
             f"[{step:>3}/{plan.n_steps}] {time.perf_counter() - start:5.0f}s  {names}{where}", file=sys.stderr
         )
 
+    from metapb2_assets import ray_cluster
+    from metapb2_assets.resources import default_home
+
+    ray_state = default_home() / ".ray"
+    had_head = ray_cluster.running_head(ray_state) is not None
     try:
         plan.run(instance, echo)
     except MetaPB2Error as e:
         print(f"metapb2-study: {e}", file=sys.stderr)
         return 1
+    finally:
+        if not had_head and not plan.resources["ray"].address:
+            ray_cluster.stop_local_head(ray_state)  # started for this study: do not leave it behind
     print(plan.report(), flush=True)
     home = os.environ["DAGSTER_HOME"]
     print(
