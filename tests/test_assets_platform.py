@@ -175,3 +175,15 @@ def test_schedule_reruns_the_evaluations_whose_inputs_changed(study):
         (f"evaluation_{m}", partition_key(t, 0)) for m in ("metaprior", "multitask", "taf") for t in TASKS
     )
     assert got == want  # the meta methods of every partition; pbt, pb2, … and the warm start untouched
+
+
+def test_the_readme_sql_queries_answer_on_the_catalog(study):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```sql\n(.*?)```", readme, re.S).group(1)
+    queries = [q.strip() for q in block.split(";") if q.strip()]
+    assert len(queries) == 5
+    for q in queries:
+        assert len(sql(study, q)) > 0, q
