@@ -26,6 +26,7 @@ REFRESH_ON_NEW_EVALUATIONS = (
 class RanksConfig(dg.Config):
     budget: str = Field(default="smoke", description="rank the evaluation runs of this budget preset")
     alpha: float = Field(default=0.05, description="significance level of the Friedman and Nemenyi tests")
+    seeds: list[int] = Field(default=[], description="rank only these seeds (empty: every materialised seed)")
 
 
 def rank_rows(ev, family: str, budget: str) -> pd.DataFrame:
@@ -48,6 +49,8 @@ def ranks_asset(family: str, evaluations: list[dg.AssetsDefinition]) -> dg.Asset
     def method_ranks(context: dg.AssetExecutionContext, config: RanksConfig, store: StudyStore):
         paths = store.paths()
         points = study.evaluation_points(paths.catalog(), family, config.budget)
+        if config.seeds:
+            points = points[points["seed"].isin(config.seeds)]
         if points.empty:
             raise dg.Failure(f"no {config.budget} evaluation runs of the {family} family in {paths.database}")
         with warnings.catch_warnings():
