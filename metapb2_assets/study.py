@@ -19,6 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", default="smoke", help="budget preset (default smoke)")
     p.add_argument("--faithful", action="store_true", help="reproduce the original code's quirks")
     p.add_argument("--methods", nargs="*", help="evaluate only these methods (default: all registered)")
+    p.add_argument(
+        "--workers", type=int, default=2, help="concurrent partition runs (default 2, the CPUs of a laptop)"
+    )
     return p
 
 
@@ -26,8 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-
-    import dagster as dg
 
     from metapb2_assets.study_plan import StudyPlan
     from metapb2_core.errors import MetaPB2Error
@@ -37,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     except MetaPB2Error as e:
         print(f"metapb2-study: error: {e}", file=sys.stderr)
         return 2
-    instance = dg.DagsterInstance.get()
     start = time.perf_counter()
 
     def echo(step: int, selection, partition) -> None:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ray_state = default_home() / ".ray"
     had_head = ray_cluster.running_head(ray_state) is not None
     try:
-        plan.run(instance, echo)
+        plan.run(os.environ["DAGSTER_HOME"], echo, workers=args.workers)
     except MetaPB2Error as e:
         print(f"metapb2-study: {e}", file=sys.stderr)
         return 1

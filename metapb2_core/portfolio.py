@@ -1,9 +1,9 @@
 """Portfolio warm start (methods.md §9, protocol.md §5.1–5.4) in three steps.
 
 1. Candidates: per task and seed, a random search of 30 configurations for 4 intervals, trained
-   as one population; the best configuration by final evaluation return is that task's candidate.
-2. Performance matrix: every candidate re-trained with fixed hyperparameters on every task (one
-   population per task holding all candidates).
+   with fixed hyperparameters in populations of the budget's size; the best configuration by final
+   evaluation return is that task's candidate.
+2. Performance matrix: every candidate re-trained with fixed hyperparameters on every task.
 3. Portfolio per target task: column-normalised matrix without the target's environment, then a
    greedy selection maximising Σ_task max_{c ∈ portfolio} score (best-of-portfolio coverage).
 """
@@ -36,28 +36,33 @@ class Candidate:
     score: float
 
 
-def candidate_budget(budget: Budget, members: int, intervals: int = CANDIDATE_INTERVALS) -> Budget:
-    return replace(
-        budget,
-        name=f"{budget.name}-portfolio",
-        population_size=members,
-        total_steps=intervals * budget.interval,
-    )
+def candidate_budget(budget: Budget, intervals: int = CANDIDATE_INTERVALS) -> Budget:
+    return replace(budget, name=f"{budget.name}-portfolio", total_steps=intervals * budget.interval)
 
 
 def _final_scores(
     task_key: str, configs: list[Config], budget: Budget, seed: int, space: SearchSpace, quirks: Quirks
-):
+) -> np.ndarray:
+    """Final evaluation return of each configuration trained with fixed hyperparameters, in
+    populations of the budget's size: the members never interact, and one population shape per
+    task means one compiled program for candidates, matrix and evaluation runs alike (compilation,
+    not training, dominates small budgets)."""
     from metapb2_core.envs import get_task
     from metapb2_core.methods.fixed import FixedConfigs
     from metapb2_core.population import run_population
 
     task = get_task(task_key)
-    method = FixedConfigs(space, np.random.default_rng(seed), quirks, configs=configs)
-    result = run_population(task, method, budget, seed, space, task.env_params(quirks))
-    last = result.points[result.points["eval_is_fresh"]]
-    last = last[last["timesteps"] == last["timesteps"].max()].sort_values("member")
-    return last["eval_return"].to_numpy(dtype=np.float64)
+    size = budget.population_size
+    scores = []
+    for chunk, start in enumerate(range(0, len(configs), size)):
+        part = configs[start : start + size]
+        padded = part + [part[-1]] * (size - len(part))  # the last population is filled, then cut
+        method = FixedConfigs(space, np.random.default_rng(seed), quirks, configs=padded)
+        result = run_population(task, method, budget, seed + 100_003 * chunk, space, task.env_params(quirks))
+        last = result.points[result.points["eval_is_fresh"]]
+        last = last[last["timesteps"] == last["timesteps"].max()].sort_values("member")
+        scores.append(last["eval_return"].to_numpy(dtype=np.float64)[: len(part)])
+    return np.concatenate(scores)
 
 
 def search_candidates(
@@ -75,9 +80,7 @@ def search_candidates(
         raise MetaPB2Error(f"n_best must be in [1, {n_configs}], got {n_best}")
     rng = np.random.default_rng([seed, 3])
     configs = [space.sample(rng) for _ in range(n_configs)]
-    scores = _final_scores(
-        task_key, configs, candidate_budget(budget, n_configs, intervals), seed, space, quirks
-    )
+    scores = _final_scores(task_key, configs, candidate_budget(budget, intervals), seed, space, quirks)
     order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:n_best]
     return [
         Candidate(f"{task_key}-s{seed}-{rank}", task_key, seed, configs[i], float(scores[i]))
@@ -97,7 +100,7 @@ def performance_matrix(
 ) -> pd.DataFrame:
     """Step 2: candidates × tasks, the mean over ``seeds`` of the final evaluation return."""
     configs = [c.config for c in candidates]
-    b = candidate_budget(budget, len(configs), intervals)
+    b = candidate_budget(budget, intervals)
     columns = {}
     for task in tasks:
         columns[task] = np.mean([_final_scores(task, configs, b, s, space, quirks) for s in seeds], axis=0)

@@ -54,6 +54,9 @@ def _catalog(home: str):
 
 
 def test_backfill_of_16_partitions_with_4_concurrent_runs(home, ray_head):
+    from metapb2_assets.study_plan import _prepare_instance
+
+    _prepare_instance(home)  # as a deployment does once; parallel runs must not race to create it
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     shares = [PARTITIONS[i::4] for i in range(4)]
