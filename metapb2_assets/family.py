@@ -62,7 +62,7 @@ def family_assets(family: str) -> list:
         context: dg.AssetExecutionContext, config: CandidateConfig, ray: RayResource, store: StudyStore
     ):
         task, seed = runs.task_and_seed(context)
-        budget = get_budget(config.budget)
+        budget = get_budget(config.budget, family)
         found = ray.run(
             core_portfolio.search_candidates,
             task,
@@ -90,7 +90,7 @@ def family_assets(family: str) -> list:
         context: dg.AssetExecutionContext, config: runs.RunConfig, ray: RayResource, store: StudyStore
     ):
         task, seed = runs.task_and_seed(context)
-        budget = get_budget(config.budget)
+        budget = get_budget(config.budget, family)
         cands = study.load_candidates(store.paths().catalog(), family)
         scores = ray.run(
             core_portfolio.performance_matrix,
@@ -120,7 +120,7 @@ def family_assets(family: str) -> list:
         description="Portfolio step 3: a greedy portfolio per target task, blind to the target's environment",
     )
     def portfolio(context: dg.AssetExecutionContext, config: PortfolioConfig, store: StudyStore):
-        budget = get_budget(config.budget)
+        budget = get_budget(config.budget, family)
         size = config.size or budget.population_size + round_one_exploits(budget.population_size)
         paths = store.paths()
         table = study.build_family_portfolios(family, size, Quirks.from_flag(config.faithful), paths)

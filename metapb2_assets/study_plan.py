@@ -95,7 +95,7 @@ class StudyPlan:
                 raise MetaPB2Error(f"task {t!r} is not of the {family!r} family")
         for m in methods or []:
             get_method(m)
-        get_budget(budget)
+        get_budget(budget, family)
         if len({get_task(t).env_name for t in tasks}) < 2 and (methods is None or "pb2_star_warm" in methods):
             raise MetaPB2Error(
                 "a portfolio needs tasks of at least two environments (leave-one-environment-out)"

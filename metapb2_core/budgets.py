@@ -1,8 +1,9 @@
-"""Budget presets: one algorithm, three sizes (architecture.md §Budgets).
+"""Budget presets: one algorithm, three sizes per task family (architecture.md §Budgets).
 
-A preset changes sizes only, never code paths. ``paper`` is exactly protocol.md's classic-control
-budget (§2.1, §3.2): 4 members, batch 20k in fragments of 200, 30 epochs of minibatch 128,
-evaluation of 10 episodes at every perturbation interval of 40k steps, 600k steps per member.
+A preset changes sizes only, never code paths. The classic ``paper`` preset is exactly
+protocol.md's classic-control budget (§2.1, §3.2): 4 members, batch 20k in fragments of 200,
+30 epochs of minibatch 128, evaluation of 10 episodes at every perturbation interval of 40k steps,
+600k steps per member.
 """
 
 from __future__ import annotations
@@ -70,18 +71,34 @@ class Budget:
         return asdict(self)
 
 
-BUDGETS: dict[str, Budget] = {
-    b.name: b
-    for b in (
-        Budget("smoke", 4, 400, 50, 2, 100, 800, 2400, 2),
-        Budget("short", 4, 4000, 200, 30, 128, 8000, 120_000, 10),
-        Budget("paper", 4, 20_000, 200, 30, 128, 40_000, 600_000, 10),
-    )
+BUDGET_NAMES = ("smoke", "short", "paper")
+
+# Family -> preset name -> sizes. Brax ``paper`` is protocol.md's brax budget (§2.1): batch 25k,
+# evaluation every 8 iterations (= the 200k-step perturbation interval), 3M steps per member.
+BUDGETS: dict[str, dict[str, Budget]] = {
+    "classic": {
+        b.name: b
+        for b in (
+            Budget("smoke", 4, 400, 50, 2, 100, 800, 2400, 2),
+            Budget("short", 4, 4000, 200, 30, 128, 8000, 120_000, 10),
+            Budget("paper", 4, 20_000, 200, 30, 128, 40_000, 600_000, 10),
+        )
+    },
+    "brax": {
+        b.name: b
+        for b in (
+            Budget("smoke", 4, 400, 50, 2, 100, 800, 2400, 2),
+            Budget("short", 4, 5000, 200, 30, 128, 20_000, 100_000, 10),
+            Budget("paper", 4, 25_000, 200, 30, 128, 200_000, 3_000_000, 10),
+        )
+    },
 }
 
 
-def get_budget(name: str) -> Budget:
+def get_budget(name: str, family: str = "classic") -> Budget:
+    if family not in BUDGETS:
+        raise UnknownNameError("task family", family, list(BUDGETS))
     try:
-        return BUDGETS[name]
+        return BUDGETS[family][name]
     except KeyError:
-        raise UnknownNameError("budget", name, list(BUDGETS)) from None
+        raise UnknownNameError("budget", name, list(BUDGETS[family])) from None

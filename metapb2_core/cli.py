@@ -111,9 +111,9 @@ def _list(what: str) -> list[str]:
         from metapb2_core.methods import METHODS
 
         return list(METHODS)
-    from metapb2_core.budgets import BUDGETS
+    from metapb2_core.budgets import BUDGET_NAMES
 
-    return list(BUDGETS)
+    return list(BUDGET_NAMES)
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -171,7 +171,7 @@ def _portfolio(args: argparse.Namespace) -> None:
     paths = build_portfolios(
         args.tasks,
         args.targets,
-        get_budget(args.budget),
+        get_budget(args.budget, get_task(args.targets[0]).family),
         SEARCH_SPACE,
         args.out,
         tuple(args.seeds),

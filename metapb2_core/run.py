@@ -50,7 +50,7 @@ class RunRequest:
         get_method(self.method)
         if self.seed < 0:
             raise MetaPB2Error(f"seed must be non-negative, got {self.seed}")
-        return get_budget(self.budget), self.space()
+        return get_budget(self.budget, get_task(self.task).family), self.space()
 
     def method_inputs(self) -> dict[str, Any]:
         """What the method requires beyond the space: meta-data (leave-one-task-out) or a portfolio."""

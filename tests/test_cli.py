@@ -10,6 +10,17 @@ import pandas as pd
 import pytest
 
 ENVS = ["mountain_car", "cart_pole", "pendulum", "acrobot"]
+BRAX_ENVS = [
+    "humanoid",
+    "halfcheetah",
+    "hopper",
+    "humanoid_standup",
+    "inverted_double_pendulum",
+    "inverted_pendulum",
+    "pusher",
+    "reacher",
+    "walker2d",
+]
 CONTEXTS = ["uranus", "venus", "saturn", "earth", "neptune"]
 
 
@@ -26,8 +37,8 @@ def metapb2(*args: str, cwd) -> subprocess.CompletedProcess:
 def test_list_tasks(tmp_path):
     res = metapb2("list", "tasks", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    expected = [f"{env}-{ctx}" for env in ENVS for ctx in CONTEXTS]
-    assert len(expected) == 20
+    expected = [f"{env}-{ctx}" for env in ENVS + BRAX_ENVS for ctx in CONTEXTS]
+    assert len(expected) == 20 + 45
     assert res.stdout.splitlines() == expected
     assert res.stdout.endswith("\n")
 

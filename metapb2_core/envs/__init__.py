@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from metapb2_core.envs.acrobot import Acrobot
 from metapb2_core.envs.base import EnvParams, EnvSpec, JaxEnv, Transition, step_autoreset
+from metapb2_core.envs.brax_envs import BRAX_ENVS
 from metapb2_core.envs.cart_pole import CartPole
 from metapb2_core.envs.contexts import PLANET_GRAVITY, g_factor
 from metapb2_core.envs.mountain_car import MountainCar
@@ -22,6 +23,7 @@ ENV_FAMILIES: dict[str, dict[str, Callable[[], JaxEnv]]] = {
         "pendulum": Pendulum,
         "acrobot": Acrobot,
     },
+    "brax": BRAX_ENVS,
 }
 
 
@@ -50,6 +52,13 @@ TASKS: dict[str, Task] = {
 }
 
 
+def make_env(env_name: str) -> JaxEnv:
+    for envs in ENV_FAMILIES.values():
+        if env_name in envs:
+            return envs[env_name]()
+    raise UnknownNameError("environment", env_name, [e for envs in ENV_FAMILIES.values() for e in envs])
+
+
 def get_task(key: str) -> Task:
     try:
         return TASKS[key]
@@ -66,5 +75,6 @@ __all__ = [
     "Task",
     "Transition",
     "get_task",
+    "make_env",
     "step_autoreset",
 ]

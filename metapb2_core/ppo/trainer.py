@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from metapb2_core.budgets import Budget
-from metapb2_core.envs import ENV_FAMILIES, EnvParams, JaxEnv, step_autoreset
+from metapb2_core.envs import EnvParams, make_env, step_autoreset
 from metapb2_core.ppo import distributions as D
 from metapb2_core.ppo.losses import (
     PPOSettings,
@@ -70,18 +70,11 @@ class Batch(NamedTuple):
 _ADAM = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8)  # torch.optim.Adam's defaults
 
 
-def find_env(env_name: str) -> JaxEnv:
-    for envs in ENV_FAMILIES.values():
-        if env_name in envs:
-            return envs[env_name]()
-    raise KeyError(env_name)
-
-
 class PopulationTrainer:
     """Jitted PPO programs for one environment and one budget (cached: build with ``get_trainer``)."""
 
     def __init__(self, env_name: str, budget: Budget, settings: PPOSettings = PPOSettings()):
-        self.env = find_env(env_name)
+        self.env = make_env(env_name)
         self.spec = self.env.spec
         self.budget = budget
         self.settings = settings
@@ -99,9 +92,10 @@ class PopulationTrainer:
             self._run_interval, (shard, shard, P(), shard), (shard, P(None, "m"), shard)
         )
         self.iterate = sharded(jax.vmap(self._iteration, in_axes=(0, 0, None)), (shard, shard, P()), shard)
-        # The two halves of an iteration, separately (benchmarks time them apart).
+        # The two halves of an iteration and the evaluation, separately (benchmarks time them apart).
         self.collect = sharded(jax.vmap(self._collect, in_axes=(0, 0, None)), (shard, shard, P()), shard)
         self.learn = sharded(jax.vmap(self._learn), (shard, shard, shard), shard)
+        self.evaluate = sharded(jax.vmap(self._evaluate, in_axes=(0, 0, None)), (shard, shard, P()), shard)
         self.exploit = jax.jit(self._exploit, out_shardings=NamedSharding(self.mesh, shard))
 
     # ---- one member --------------------------------------------------------------------------
