@@ -126,12 +126,14 @@ def test_a_run_killed_midway_leaves_no_partial_rows_and_can_be_rerun(home, ray_h
 
 
 def _hold_and_write(path: str) -> None:
+    import numpy as np
     import pandas as pd
 
     from metapb2_core.store import Catalog, Replace
 
-    big = pd.DataFrame({"k": ["big"] * 3_000_000, "v": range(3_000_000)})
-    Catalog(path).write([Replace("t", {"k": "big"}, big)])
+    n = 20_000_000  # about two seconds of inserting: long enough to be killed inside
+    big = pd.DataFrame({"k": np.ones(n, dtype=np.int64), "v": np.arange(n, dtype=np.int64)})
+    Catalog(path).write([Replace("t", {"k": 1}, big)])
 
 
 def test_a_writer_killed_inside_its_transaction_leaves_the_previous_rows(tmp_path):
@@ -142,7 +144,7 @@ def test_a_writer_killed_inside_its_transaction_leaves_the_previous_rows(tmp_pat
     from metapb2_core.store import Catalog, Replace
 
     cat = Catalog(tmp_path / "c.duckdb")
-    cat.write([Replace("t", {"k": "big"}, pd.DataFrame({"k": ["big"], "v": [-1]}))])
+    cat.write([Replace("t", {"k": 1}, pd.DataFrame({"k": [1], "v": [-1]}))])
     proc = mp.get_context("spawn").Process(target=_hold_and_write, args=(str(cat.path),))
     proc.start()
     fd = os.open(cat.lock_path, os.O_RDWR)
@@ -155,9 +157,9 @@ def test_a_writer_killed_inside_its_transaction_leaves_the_previous_rows(tmp_pat
         except BlockingIOError:
             break
     os.close(fd)
-    time.sleep(0.5)  # inside the transaction: 3M rows take seconds to insert
+    time.sleep(0.3)  # the frame is built before the lock: now it is deleting and inserting
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(30)
     assert cat.query("SELECT v FROM t")["v"].tolist() == [-1]
-    cat.write([Replace("t", {"k": "small"}, pd.DataFrame({"k": ["small"], "v": [1]}))])
+    cat.write([Replace("t", {"k": 2}, pd.DataFrame({"k": [2], "v": [1]}))])
     assert cat.count("t") == 2
