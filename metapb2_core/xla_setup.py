@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 _FLAG = "--xla_force_host_platform_device_count"
-_RUNTIME = "--xla_cpu_use_thunk_runtime"
 
 
 def configure_host_devices() -> None:
@@ -29,10 +28,6 @@ def configure_host_devices() -> None:
     # errors are still shown.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     flags = os.environ.get("XLA_FLAGS", "")
-    if _RUNTIME not in flags:
-        # XLA:CPU's older (non-thunk) runtime runs the PPO update's thousands of small sequential
-        # ops faster: measured 17.6–18.0 s vs 18.9–19.9 s per paper iteration of 4 members (bench).
-        flags = f"{flags} {_RUNTIME}=false".strip()
     if _FLAG not in flags:
         count = os.environ.get("METAPB2_HOST_DEVICES") or str(len(os.sched_getaffinity(0)))
         flags = f"{flags} {_FLAG}={int(count)}"
