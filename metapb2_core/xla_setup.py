@@ -6,6 +6,10 @@ against ~90 GFLOP/s for one device whose small matmuls are split across both cor
 (``benchmarks/``). ``PopulationTrainer`` shards members over the devices this creates. Set
 ``METAPB2_HOST_DEVICES`` to choose the count (1 turns the split off); an ``XLA_FLAGS`` that already
 names a device count is left alone, and nothing changes once JAX has started.
+
+On a CPU with AVX-512, XLA's fused elementwise loops are generated for 512-bit vectors instead of
+its default 256: the 4-member PPO update ran ~5 % faster (8 of 8 interleaved pairs on a 2-core
+AMD EPYC, 0.67–0.71 s vs 0.71–0.74 s per 3 epochs). An ``XLA_FLAGS`` naming a vector width wins.
 """
 
 from __future__ import annotations
@@ -15,6 +19,14 @@ import sys
 from pathlib import Path
 
 _FLAG = "--xla_force_host_platform_device_count"
+_VECTOR_WIDTH = "--xla_cpu_prefer_vector_width"
+
+
+def _has_avx512() -> bool:
+    try:
+        return " avx512f " in Path("/proc/cpuinfo").read_text().replace("\n", " ")
+    except OSError:
+        return False
 
 
 def configure_host_devices() -> None:
@@ -31,6 +43,8 @@ def configure_host_devices() -> None:
     if _FLAG not in flags:
         count = os.environ.get("METAPB2_HOST_DEVICES") or str(len(os.sched_getaffinity(0)))
         flags = f"{flags} {_FLAG}={int(count)}"
+    if _VECTOR_WIDTH not in flags and _has_avx512():
+        flags = f"{flags} {_VECTOR_WIDTH}=512"
     os.environ["XLA_FLAGS"] = flags.strip()
 
 

@@ -132,3 +132,58 @@ def test_gaussian_samples_match_mean_and_std():
     x = np.asarray(D.sample(jax.random.PRNGKey(0), dist, False))[:, 0]
     assert x.mean() == pytest.approx(0.5, abs=0.05)
     assert x.std() == pytest.approx(2.0, rel=0.03)
+
+
+@pytest.mark.parametrize("outputs", [1, 2, 6, 12])
+def test_heads_narrow_or_wide_compute_x_at_w_plus_b_and_its_gradient(outputs):
+    import jax
+
+    from metapb2_core.ppo.networks import NARROW, _apply_mlp
+
+    rng = np.random.default_rng(outputs)
+    layers = [
+        (jnp.asarray(rng.normal(size=(4, 256)), jnp.float32), jnp.asarray(rng.normal(size=256), jnp.float32)),
+        (
+            jnp.asarray(rng.normal(size=(256, outputs)), jnp.float32),
+            jnp.asarray(rng.normal(size=outputs), jnp.float32),
+        ),
+    ]
+    x = jnp.asarray(rng.normal(size=(128, 4)), jnp.float32)
+
+    def reference(layers, x):
+        (w0, b0), (w1, b1) = layers
+        return jnp.tanh(x @ w0 + b0) @ w1 + b1
+
+    np.testing.assert_allclose(_apply_mlp(layers, x), reference(layers, x), rtol=1e-5, atol=1e-4)
+    g = jax.grad(lambda ls: jnp.sum(_apply_mlp(ls, x) ** 2))(layers)
+    g_ref = jax.grad(lambda ls: jnp.sum(reference(ls, x) ** 2))(layers)
+    for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(g_ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    assert (outputs <= NARROW) == (outputs in (1, 2, 6))
+
+
+def _xla_flags_of_a_fresh_process(env_flags: str | None) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "METAPB2_HOST_DEVICES")}
+    if env_flags is not None:
+        env["XLA_FLAGS"] = env_flags
+    code = "import os, metapb2_core; print(os.environ['XLA_FLAGS'])"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_xla_flags_split_the_cores_and_use_wide_vectors_where_the_cpu_has_them():
+    import os
+    from pathlib import Path
+
+    flags = _xla_flags_of_a_fresh_process(None)
+    assert f"--xla_force_host_platform_device_count={len(os.sched_getaffinity(0))}" in flags
+    avx512 = " avx512f " in Path("/proc/cpuinfo").read_text().replace("\n", " ")
+    assert ("--xla_cpu_prefer_vector_width=512" in flags) == avx512
+    # what the user set wins
+    mine = _xla_flags_of_a_fresh_process("--xla_cpu_prefer_vector_width=256")
+    assert "--xla_cpu_prefer_vector_width=256" in mine and "=512" not in mine
