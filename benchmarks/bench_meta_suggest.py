@@ -8,7 +8,7 @@ construction time (fitting the 19 meta-models), median and 95th percentile of ``
 and the projected share of a paper run (construction + all suggestions over the run's wall time).
 Construction is reported cold (first run: 19 meta-model fits) and warm (later runs in the same
 process reuse the fitted meta-models, as a study's runs do).
-Usage: python benchmarks/bench_meta_suggest.py [--seeds 3] [--meta-seeds 10] [--paper-run-s 540]
+Usage: python benchmarks/bench_meta_suggest.py [--seeds 3] [--meta-seeds 10] [--paper-run-s S]
 """
 
 from __future__ import annotations
@@ -90,13 +90,25 @@ def _cheap_suggest(method):
     return suggest
 
 
+def _measured_paper_run_s() -> float:
+    """The complete paper PBT run of the last population benchmark on this machine, else 540 s."""
+    try:
+        pop = json.loads((ROOT / "benchmarks" / "results" / "population.json").read_text())
+        return float(pop["paper_pbt_run_cart_pole_earth"]["wall_s"])
+    except (OSError, KeyError, ValueError):
+        return 540.0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3, help="target runs per method")
     p.add_argument("--meta-seeds", type=int, default=10, help="runs pooled per meta task")
     p.add_argument("--methods", nargs="+", default=["pb2_star", "metaprior", "taf", "multitask"])
     p.add_argument(
-        "--paper-run-s", type=float, default=540.0, help="wall seconds of a paper run, for the share"
+        "--paper-run-s",
+        type=float,
+        default=_measured_paper_run_s(),
+        help="wall seconds of a paper run, for the share (default: bench_population.py's last measurement)",
     )
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "meta_suggest.json")
     args = p.parse_args()

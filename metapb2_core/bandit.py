@@ -192,8 +192,9 @@ class UCB:
 
     def value_and_grad(self, u: np.ndarray) -> tuple[float, np.ndarray]:
         x, f = self._x(u), len(self.fixed)
-        mean, _, d_mean, _ = self.model.predict_with_gradient(x)
-        _, var, _, d_var = self.pending_model.predict_with_gradient(x)
+        mean, var, d_mean, d_var = self.model.predict_with_gradient(x)
+        if self.pending_model is not self.model:
+            _, var, _, d_var = self.pending_model.predict_with_gradient(x)
         if self.use_std:
             spread = math.sqrt(max(var, 0.0))
             d_spread = d_var / (2.0 * spread) if spread > 0 else np.zeros_like(d_var)

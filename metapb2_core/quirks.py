@@ -34,8 +34,9 @@ class Quirks:
     taf_incumbent_with_pending: bool = False
     # Q2: MultiTaskPB2's latent kernels start at ε = 0, their lower bound, so they never decay in time.
     multitask_epsilon_at_bound: bool = False
-    # §7 step 6: the original fits MultiTaskPB2's LCM afresh in GPy at every suggestion; by default it
-    # is fitted in numpy (the same likelihood) warm-started from the last fit over the same tasks.
+    # §7 step 6: the original fits MultiTaskPB2's LCM afresh in GPy, to convergence (≤ 1000
+    # evaluations), at every suggestion; by default the same likelihood is maximised in numpy from
+    # the last fit (tasks matched by name) for at most 30 evaluations per suggestion.
     lcm_cold_start: bool = False
     # Q34: the original's greedy portfolio picks the K candidates with the largest normalised row
     # sums, not the best-of-portfolio coverage the paper describes.

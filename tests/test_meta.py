@@ -236,6 +236,56 @@ def test_lcm_predictor_matches_gpy():
     assert ours.log_likelihood == pytest.approx(model.log_likelihood(), rel=1e-6)
 
 
+def test_lcm_fits_keep_to_their_evaluation_budget_and_warm_start_by_task_name():
+    rng = np.random.default_rng(6)
+    f = lambda X: np.sin(6 * X[:, 2]) + 0.5 * X[:, 1]  # noqa: E731
+    data = [
+        _task_data(rng, 8, f),
+        _task_data(rng, 30, lambda X: 1.5 * f(X)),
+        _task_data(rng, 30, lambda X: np.cos(3 * X[:, 2])),
+    ]
+    Xs, ys = [d[0] for d in data], [d[1] for d in data]
+    spec = KernelSpec(1.0, 0.5, 0.1)
+    names = ("target", "a", "b")
+    full = fit_lcm(Xs, ys, spec, np.random.default_rng(0), names=names)
+    assert full.converged and full.evaluations < 1000 and full.params.names == names
+    capped = fit_lcm(Xs, ys, spec, np.random.default_rng(0), max_evals=5, names=names)
+    assert not capped.converged and capped.evaluations < 15
+    assert capped.log_likelihood < full.log_likelihood
+    # a warm start at the optimum converges at once, to the same likelihood
+    again = fit_lcm(Xs, ys, spec, np.random.default_rng(0), start=full.params, names=names)
+    assert again.evaluations < 0.2 * full.evaluations
+    assert again.log_likelihood == pytest.approx(full.log_likelihood, abs=1e-3)
+    # tasks are matched by name: "b" keeps its columns and noise, "c" is new and starts cold
+    default = fit_lcm(Xs, ys, spec, np.random.default_rng(1), max_evals=1).params
+    p = full.params.remapped(names, ("target", "b", "c"), default)
+    np.testing.assert_array_equal(p.W[:, 0], full.params.W[:, 0])
+    np.testing.assert_array_equal(p.W[:, 1], full.params.W[:, 2])
+    np.testing.assert_array_equal(p.kappa[:, 1], full.params.kappa[:, 2])
+    assert p.noise[1] == full.params.noise[2] and p.noise[2] == default.noise[2]
+    np.testing.assert_array_equal(p.W[:, 2], default.W[:, 2])
+    np.testing.assert_array_equal(p.kernels, full.params.kernels)
+    default2 = fit_lcm(Xs[:2], ys[:2], spec, np.random.default_rng(1), max_evals=1).params
+    fewer = full.params.remapped(names, ("target", "b"), default2)  # two tasks: two latent kernels
+    assert fewer.W.shape == (2, 2) and fewer.W[1, 1] == full.params.W[1, 2]
+
+
+def test_multitask_fits_continue_from_the_last_within_their_budget(meta_dir):
+    tables = load_meta_tables(meta_dir, "target-t")
+    with pytest.raises(Exception, match="lcm_evals must be a positive integer"):
+        get_method("multitask")(
+            SEARCH_SPACE, np.random.default_rng(1), meta_tables=tables, target_task="target-t", lcm_evals=0
+        )
+    method = get_method("multitask")(
+        SEARCH_SPACE, np.random.default_rng(1), meta_tables=tables, target_task="target-t", lcm_evals=12
+    )
+    _, suggestions, _ = simulate(method, 3, rounds=7)
+    fits = [s.diagnostics for s in suggestions if "lcm_evaluations" in s.diagnostics]
+    assert len(fits) >= 3
+    assert all(d["lcm_evaluations"] <= 12 + 10 for d in fits)  # L-BFGS-B may finish its line search
+    assert method._last_fit.names[0] == "target" and set(method._last_fit.names[1:]) <= set(tables)
+
+
 @pytest.mark.parametrize("name", ["multitask", "metaprior", "taf"])
 def test_meta_acquisition_gradients_match_finite_differences(meta_dir, name):
     tables = load_meta_tables(meta_dir, "target-t")

@@ -9,6 +9,7 @@ come from a numpy posterior, as in ``model``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import GPy
 import numpy as np
 from scipy.linalg import cho_solve
 
-from metapb2_core.gp.kernel import KernelSpec, TVSquaredExp, tv_se_cov
+from metapb2_core.gp.kernel import KernelSpec, TVSquaredExp, _cov, _split, tv_se_cov
 from metapb2_core.gp.lcm_fit import LCMObjective, LCMParams, optimise_lcm
 from metapb2_core.gp.model import _FIT_ERRORS, cholesky_posterior
 
@@ -35,6 +36,8 @@ class LCMFit:
     chol: np.ndarray
     alpha: np.ndarray
     params: LCMParams | None = None  # the fitted parameters, to warm-start the next fit
+    evaluations: int | None = None  # likelihood evaluations of the numpy fit
+    converged: bool | None = None  # False: the evaluation budget ended the fit first
 
     @property
     def n_rows(self) -> int:
@@ -58,12 +61,14 @@ class LCMFit:
 
     def predict_with_gradient(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
         x = np.asarray(x, dtype=np.float64).reshape(1, -1)
-        ks = np.zeros(len(self.X))
-        dks = np.zeros((len(self.X), x.shape[1]))
+        n, d2 = _split(x, self.X)
+        ks, slope = np.zeros(len(self.X)), np.zeros(len(self.X))  # k(x, X) and Σ_q k_q · (−2/ℓ_q)
         for (var, ls, eps), B in zip(self.kernels, self.B, strict=True):
-            kq = B[0, self.task] * tv_se_cov(x, self.X, var, ls, eps)[0]
+            kq = B[0, self.task] * _cov(n[0], d2[0], var, ls, eps)
             ks += kq
-            dks[:, 1:] += kq[:, None] * (-2.0 / ls) * (x[:, 1:] - self.X[:, 1:])
+            slope += kq * (-2.0 / ls)
+        dks = np.zeros((len(self.X), x.shape[1]))  # ∂k/∂x; the time column is fixed
+        dks[:, 1:] = slope[:, None] * (x[:, 1:] - self.X[:, 1:])
         kinv_ks = cho_solve((self.chol, True), ks)
         mean = float(ks @ self.alpha[:, 0])
         var = self._prior_var() - float(ks @ kinv_ks) + float(self.noise[0])
@@ -77,6 +82,8 @@ class LCMFit:
             "log_likelihood": self.log_likelihood,
             "n_rows": self.n_rows,
             "fallback": self.fallback,
+            "lcm_evaluations": self.evaluations,
+            "lcm_converged": self.converged,
         }
 
 
@@ -87,10 +94,13 @@ def fit_lcm(
     rng: np.random.Generator,
     engine: str = "numpy",
     start: LCMParams | None = None,
+    max_evals: int = 1000,
+    names: tuple[str, ...] | None = None,
 ) -> LCMFit:
     """One L-BFGS-B run over all parameters; W_q start at 0.5·N(0, 1) drawn from ``rng``, κ_q at 0.5,
-    the noise variances at 1, unless ``start`` gives other values (a warm start). ``engine`` "numpy"
-    (default, ``lcm_fit``) or "gpy" (paramz's loop)."""
+    the noise variances at 1, unless ``start`` gives other values (a warm start; with ``names`` it
+    is the fit over ``start.names`` and is matched to these tasks by name). ``engine`` "numpy"
+    (default, ``lcm_fit``, at most ``max_evals`` likelihood evaluations) or "gpy" (paramz's loop)."""
     Q = len(X_list)
     default = LCMParams(
         np.tile([spec.variance, spec.lengthscale, spec.epsilon], (Q, 1)),
@@ -98,21 +108,29 @@ def fit_lcm(
         np.full((Q, Q), 0.5),
         np.ones(Q),
     )
-    start = default if start is None else start
-    fit = _fit_gpy if engine == "gpy" else _fit_numpy
-    fallback = None
+    if start is None:
+        start = default
+    elif names is not None and start.names is not None:
+        start = start.remapped(start.names, names, default)
+    fallback, evaluations, converged = None, None, None
     try:
         with np.errstate(all="ignore"):
-            p = fit(X_list, y_list, spec, start)
+            if engine == "gpy":
+                p = _fit_gpy(X_list, y_list, spec, start)
+            else:
+                X, y, task = _stack(X_list, y_list)
+                p, message, evaluations = optimise_lcm(LCMObjective(X, y, task, Q, spec), start, max_evals)
+                converged = "CONVERGENCE" in message
         if not all(np.isfinite(a).all() for a in (p.kernels, p.W, p.kappa, p.noise)):
             raise FloatingPointError("non-finite multi-task fit")
     except _FIT_ERRORS as e:
         fallback = f"unoptimised starting values ({type(e).__name__}: {e})"
         log.warning("multi-task GP fit failed on %d rows; using %s", sum(map(len, X_list)), fallback)
         p = start
+    p = dataclasses.replace(p, names=names)
     kernels = [tuple(map(float, k)) for k in p.kernels]
     fit = lcm_posterior(X_list, y_list, kernels, p.B, p.noise, fallback)
-    fit.params = p
+    fit.params, fit.evaluations, fit.converged = p, evaluations, converged
     return fit
 
 
@@ -121,12 +139,6 @@ def _stack(X_list, y_list):
     y = np.vstack([np.asarray(v, dtype=np.float64).reshape(-1, 1) for v in y_list])
     task = np.concatenate([np.full(len(x), i) for i, x in enumerate(X_list)])
     return X, y, task
-
-
-def _fit_numpy(X_list, y_list, spec: KernelSpec, start: LCMParams) -> LCMParams:
-    X, y, task = _stack(X_list, y_list)
-    p, _ = optimise_lcm(LCMObjective(X, y, task, len(X_list), spec), start)
-    return p
 
 
 def _fit_gpy(X_list, y_list, spec: KernelSpec, start: LCMParams) -> LCMParams:
