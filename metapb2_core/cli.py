@@ -40,7 +40,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument(
-        "--meta", metavar="DIR", help="meta-data directory for meta methods (built by 'metapb2 meta')"
+        "--meta",
+        metavar="DIR_OR_QUERY",
+        help="meta-data for meta methods: a directory built by 'metapb2 meta', or a DuckDB catalog with "
+        "an optional SQL condition on its runs table, e.g. \"dagster_home/metapb2.duckdb:role = 'meta'\"",
     )
     run.add_argument(
         "--portfolio",

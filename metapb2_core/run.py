@@ -16,7 +16,7 @@ from metapb2_core import __version__
 from metapb2_core.budgets import Budget, get_budget
 from metapb2_core.envs import get_task
 from metapb2_core.errors import MetaPB2Error
-from metapb2_core.meta.tables import load_meta_tables
+from metapb2_core.meta.sources import load_meta
 from metapb2_core.methods import get_method
 from metapb2_core.population import ProgressFn, run_population
 from metapb2_core.portfolio import load_portfolio
@@ -59,9 +59,10 @@ class RunRequest:
         if "meta_tables" in requires:
             if not self.meta:
                 raise MetaPB2Error(
-                    f"method {self.method!r} needs meta-data: pass --meta DIR (built by 'metapb2 meta')"
+                    f"method {self.method!r} needs meta-data: pass --meta DIR (built by 'metapb2 meta') "
+                    "or --meta CATALOG.duckdb[:SQL condition on its runs table]"
                 )
-            inputs["meta_tables"] = load_meta_tables(self.meta, self.task)
+            inputs["meta_tables"] = load_meta(self.meta, self.task, space=self.space())
             inputs["target_task"] = self.task
         if "portfolio" in requires:
             if not self.portfolio:

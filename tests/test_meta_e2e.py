@@ -16,10 +16,16 @@ TARGET = "cart_pole-saturn"
 
 
 @pytest.fixture(scope="module")
-def meta_dir(tmp_path_factory):
+def runs_dir(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     for task in SOURCES:
         write_record(execute_run(RunRequest(task, "pb2", 0, "smoke")), runs)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def meta_dir(tmp_path_factory, runs_dir):
+    runs = runs_dir
     out = tmp_path_factory.mktemp("meta")
     written = build_meta_dir(runs, out, SEARCH_SPACE)
     assert sorted(p.parent.name for p in written) == sorted(SOURCES)
@@ -65,3 +71,39 @@ def test_portfolio_pipeline_then_warm_start(tmp_path):
     first = record.points[record.points["training_iteration"] == 1].sort_values("member")
     assert [round(v, 12) for v in first["lr"]] == [round(e["lr"], 12) for e in entries[:4]]
     assert record.meta["portfolio"][4]["source_task"] == entries[4]["source_task"]
+
+
+def test_meta_data_from_a_catalog_query_equal_the_meta_directory(tmp_path, runs_dir, meta_dir):
+    import pandas as pd
+
+    from metapb2_core.errors import MetaPB2Error
+    from metapb2_core.meta.sources import load_meta
+    from metapb2_core.meta.tables import load_meta_tables
+    from metapb2_core.run import read_record
+    from metapb2_core.store import Catalog, Lineage, run_rows
+
+    catalog = Catalog(tmp_path / "study.duckdb")
+    lin = Lineage("classic/meta_runs", "0|x", "dagster-run", "v1")
+    for task in SOURCES:
+        catalog.write(run_rows(*read_record(runs_dir, f"pb2-{task}-smoke-s0"), "meta", lin))
+    # the target's own pb2 run is in the catalog too, and must never be read
+    own = execute_run(RunRequest(TARGET, "pb2", 0, "smoke"))
+    catalog.write(run_rows(own.points, own.perturbations, own.meta, "meta", lin))
+
+    expected = load_meta_tables(meta_dir, TARGET)
+    for source in (f"{catalog.path}", f"{catalog.path}:role = 'meta' AND budget = 'smoke'"):
+        got = load_meta(source, TARGET)
+        assert list(got) == list(expected) == sorted(SOURCES)
+        for task in expected:
+            pd.testing.assert_frame_equal(got[task], expected[task], check_dtype=False)
+    only = load_meta(f"{catalog.path}:task LIKE 'cart_pole%'", TARGET)
+    assert list(only) == ["cart_pole-earth", "cart_pole-venus"]
+    with pytest.raises(MetaPB2Error, match="no 'pb2' runs with transitions.*where budget = 'paper'"):
+        load_meta(f"{catalog.path}:budget = 'paper'", TARGET)
+    with pytest.raises(MetaPB2Error, match="meta-data query on .* failed"):
+        load_meta(f"{catalog.path}:no_such_column = 1", TARGET)
+    with pytest.raises(MetaPB2Error, match="does not exist"):
+        load_meta(tmp_path / "missing.duckdb", TARGET)
+
+    record = execute_run(RunRequest(TARGET, "taf", 1, "smoke", meta=f"{catalog.path}:role = 'meta'"))
+    assert set(record.meta["meta_tasks"]) == set(SOURCES)
