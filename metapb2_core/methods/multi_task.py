@@ -37,6 +37,13 @@ class MultiTaskPB2(MetaPB2Base):
         self.lcm_evals = int(lcm_evals)  # likelihood evaluations per LCM fit (default path)
         self._last_fit: LCMParams | None = None
 
+    def _fit(self, X_list, y_list, start: LCMParams | None, names: tuple[str, ...] | None = None):
+        if self.quirks.lcm_cold_start:  # the original: GPy afresh, to convergence
+            return fit_lcm(X_list, y_list, self.lcm_kernel(), self.rng, "gpy")
+        return fit_lcm(
+            X_list, y_list, self.lcm_kernel(), self.rng, start=start, max_evals=self.lcm_evals, names=names
+        )
+
     def lcm_kernel(self) -> KernelSpec:
         # The latent kernels start at ε = 0, their lower bound, in the original (Q2), so they never
         # decay in time; by default ε starts at 0.1 as in every other kernel.
@@ -66,26 +73,10 @@ class MultiTaskPB2(MetaPB2Base):
         # lcm_evals likelihood evaluations: the surrogate changes little from one suggestion to the
         # next, so the optimisation carries on across suggestions instead of restarting each time.
         names = ("target", *(view.tasks[i].name for i in chosen))
-        if self.quirks.lcm_cold_start:  # the original: GPy afresh, to convergence
-            m = fit_lcm(X_list, y_list, self.lcm_kernel(), self.rng, "gpy")
-        else:
-            m = fit_lcm(
-                X_list,
-                y_list,
-                self.lcm_kernel(),
-                self.rng,
-                start=self._last_fit,
-                max_evals=self.lcm_evals,
-                names=names,
-            )
-        m1 = m
+        m = m1 = self._fit(X_list, y_list, self._last_fit, names)
         if len(pending_u):
             X0, y0 = bandit.with_pending_rows(window.X, window.y, window.fixed, pending_u)
-            X1, y1 = [X0, *X_list[1:]], [y0, *y_list[1:]]
-            if self.quirks.lcm_cold_start:
-                m1 = fit_lcm(X1, y1, self.lcm_kernel(), self.rng, "gpy")
-            else:
-                m1 = fit_lcm(X1, y1, self.lcm_kernel(), self.rng, start=m.params, max_evals=self.lcm_evals)
+            m1 = self._fit([X0, *X_list[1:]], [y0, *y_list[1:]], m.params)
         if m.fallback is None:
             self._last_fit = m.params
         acq, kappa = self.ucb(m, m1, window.fixed)
