@@ -1,9 +1,9 @@
 """Split the CPU into one XLA host device per core, before JAX starts; keep compiled programs.
 
 A population's members are independent programs. Measured on a 2-core machine, running half of a
-4-member population on each of two single-core host devices reaches ~120 GFLOP/s in the PPO update,
-against ~90 GFLOP/s for one device whose small matmuls are split across both cores
-(``benchmarks/``). ``PopulationTrainer`` shards members over the devices this creates. Set
+4-member population on each of two single-core host devices reaches 288 GFLOP/s in the PPO update,
+against 268 GFLOP/s for one device whose small matmuls are split across both cores
+(``benchmarks/bench_population.py``). ``PopulationTrainer`` shards members over the devices this creates. Set
 ``METAPB2_HOST_DEVICES`` to choose the count (1 turns the split off); an ``XLA_FLAGS`` that already
 names a device count is left alone, and nothing changes once JAX has started.
 
@@ -36,9 +36,11 @@ def configure_host_devices() -> None:
     # and budget skips compilation. JAX_COMPILATION_CACHE_DIR="" turns this off.
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "metapb2" / "jax"))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
-    # Loading a cached program logs a C++ warning ("Assume version compatibility") per program;
-    # errors are still shown.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Loading a cached program logs a C++ warning ("Assume version compatibility") per program, and
+    # on AMD Zen CPUs an error-level wall of text about "+prefer-no-gather" (a tuning hint, not an
+    # instruction set: the program runs) ending in "could lead to ... SIGILL". Failures still raise
+    # Python exceptions; TF_CPP_MIN_LOG_LEVEL=2 shows the C++ errors again.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     flags = os.environ.get("XLA_FLAGS", "")
     if _FLAG not in flags:
         count = os.environ.get("METAPB2_HOST_DEVICES") or str(len(os.sched_getaffinity(0)))

@@ -158,3 +158,37 @@ def test_run_pb2_star_smoke_records_gp_diagnostics(tmp_path):
     assert modes == ["prior_draw", "gp_ucb"]  # round 1 has no data; round 2 fits the GP
     gp = json.loads(pert["diagnostics"].iloc[1])
     assert gp["fallback"] is None and gp["n_rows"] == 4 and 0.01 <= gp["variance"] <= 100
+
+
+def test_a_run_from_the_compilation_cache_prints_no_cpu_feature_noise(tmp_path):
+    # jaxlib logs an error-level "could lead to ... SIGILL" per cached program on AMD Zen CPUs
+    # (a tuning hint mistaken for an instruction set); the run itself is fine
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS")}
+    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "cache")
+    outs = []
+    for seed in ("0", "1"):
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "metapb2_core.cli",
+                *RUN,
+                "--seed",
+                seed,
+                "--budget",
+                "smoke",
+                "--out",
+                "r",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert res.returncode == 0, res.stderr
+        outs.append(res.stdout + res.stderr)
+    assert any((tmp_path / "cache").iterdir())  # the second run loaded what the first compiled
+    assert "SIGILL" not in outs[1] and "cpu_aot_loader" not in outs[1], outs[1][:2000]
