@@ -21,12 +21,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import run_child, timed_pbt_run  # noqa: E402
 
 
 def measure_env(env_name: str, iterations: int) -> dict:
@@ -98,30 +99,9 @@ def measure_env(env_name: str, iterations: int) -> dict:
     }
 
 
-def full_run(task: str) -> dict:
-    from metapb2_core.run import RunRequest, execute_run
-
-    t0 = time.perf_counter()
-    rec = execute_run(RunRequest(task, "pbt", 0, "paper"))
-    return {
-        "task": task,
-        "wall_s": time.perf_counter() - t0,
-        "first_interval_s_incl_compile": rec.meta["compile_seconds"],
-        "env_steps_per_s": rec.meta["env_steps_per_second"],
-        "best_final_eval_return": rec.meta["best_final_eval_return"],
-    }
-
-
 def _child(args: list[str]) -> dict:
     # Compile times are part of the figures: no persistent compilation cache in the children.
-    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": ""}
-    env.pop("XLA_FLAGS", None)
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *args], env=env, capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark child {args} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, args, {**os.environ, "JAX_COMPILATION_CACHE_DIR": ""})
 
 
 def main() -> None:
@@ -135,7 +115,7 @@ def main() -> None:
 
     if args.child:
         kind, *rest = args.child
-        res = measure_env(rest[0], int(rest[1])) if kind == "env" else full_run(rest[0])
+        res = measure_env(rest[0], int(rest[1])) if kind == "env" else timed_pbt_run(rest[0])
         print(json.dumps(res))
         return
 

@@ -17,12 +17,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import run_child, timed_pbt_run  # noqa: E402
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -95,28 +96,8 @@ def measure_iterations(members: int, env_name: str, iterations: int) -> dict:
     }
 
 
-def full_run() -> dict:
-    from metapb2_core.run import RunRequest, execute_run
-
-    t0 = time.perf_counter()
-    rec = execute_run(RunRequest("cart_pole-earth", "pbt", 0, "paper"))
-    return {
-        "wall_s": time.perf_counter() - t0,
-        "first_interval_s_incl_compile": rec.meta["compile_seconds"],
-        "env_steps_per_s": rec.meta["env_steps_per_second"],
-        "best_final_eval_return": rec.meta["best_final_eval_return"],
-    }
-
-
 def _child(args: list[str], devices: int) -> dict:
-    env = {**os.environ, "METAPB2_HOST_DEVICES": str(devices)}
-    env.pop("XLA_FLAGS", None)
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *args], env=env, capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark child {args} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, args, {**os.environ, "METAPB2_HOST_DEVICES": str(devices)})
 
 
 def main() -> None:
@@ -130,7 +111,11 @@ def main() -> None:
 
     if args.child:
         kind, *rest = args.child
-        res = measure_iterations(int(rest[0]), rest[1], int(rest[2])) if kind == "iter" else full_run()
+        res = (
+            measure_iterations(int(rest[0]), rest[1], int(rest[2]))
+            if kind == "iter"
+            else timed_pbt_run("cart_pole-earth")
+        )
         print(json.dumps(res))
         return
 
