@@ -84,9 +84,8 @@ class LCMObjective:
         N = len(task)
         ends = [*self.starts[1:], N]
         self._blocks_of = [slice(a, b) for a, b in zip(self.starts, ends, strict=True)]
-        self._nd = np.stack(
-            [self.n.ravel(), self.d2.ravel()]
-        )  # 2 × N²: exponents of all kernels in one product
+        # 2 × N²: the exponents of all Q kernels come from one (Q × 2) @ (2 × N²) product
+        self._nd = np.stack([self.n.ravel(), self.d2.ravel()])
         self._e = np.empty((Q, N, N))  # exp(−d²/ℓ_q + n·ln(1 − ε_q))
         self._Kq = np.empty((Q, N, N))  # σ²_q · B_q[t, t'] ∘ e_q, the terms of K
         self._K, self._H, self._Gd, self._Gn = (np.empty((N, N)) for _ in range(4))
@@ -131,6 +130,8 @@ class LCMObjective:
             raise np.linalg.LinAlgError(f"LCM covariance is not positive definite (dpotrf info {info})")
         alpha, _ = lapack.dpotrs(L, yv, lower=1)
         ll = -0.5 * yv @ alpha - np.log(np.diag(L)).sum() - 0.5 * len(yv) * np.log(2.0 * np.pi)
+        if not np.isfinite(ll):  # as scipy's checked Cholesky did: the fit falls back, never NaN
+            raise np.linalg.LinAlgError("non-finite LCM log likelihood")
         kinv, info = lapack.dpotri(L, lower=1, overwrite_c=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"LCM covariance could not be inverted (dpotri info {info})")
