@@ -14,7 +14,10 @@ AMD EPYC, 0.67–0.71 s vs 0.71–0.74 s per 3 epochs). An ``XLA_FLAGS`` naming 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
+import re
 import sys
 from pathlib import Path
 
@@ -22,24 +25,44 @@ _FLAG = "--xla_force_host_platform_device_count"
 _VECTOR_WIDTH = "--xla_cpu_prefer_vector_width"
 
 
-def _has_avx512() -> bool:
+def _cpu_description() -> str:
+    """The first processor's model name and feature flags (Linux), else the platform's words."""
     try:
-        return " avx512f " in Path("/proc/cpuinfo").read_text().replace("\n", " ")
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
+        return f"{platform.machine()} {platform.processor()}"
+    first = info.split("\n\n", 1)[0].splitlines()
+    keep = [line for line in first if line.split(":")[0].strip() in ("model name", "flags", "Features")]
+    return "\n".join(keep) or f"{platform.machine()} {platform.processor()}"
+
+
+def _has_avx512() -> bool:
+    return " avx512f " in f" {_cpu_description().replace(chr(10), ' ')} "
+
+
+def default_cache_dir() -> Path:
+    """~/.cache/metapb2/jax/<CPU type>: the model name and a hash of its feature flags."""
+    desc = _cpu_description()
+    model = next((line.split(":", 1)[1] for line in desc.splitlines() if line.startswith("model name")), "")
+    slug = "-".join(re.findall(r"[A-Za-z0-9]+", model))[:40] or platform.machine()
+    digest = hashlib.sha256(desc.encode()).hexdigest()[:12]
+    return Path.home() / ".cache" / "metapb2" / "jax" / f"{slug}-{digest}"
 
 
 def configure_host_devices() -> None:
     if "jax" in sys.modules:
         return
     # Compiled programs persist across processes: a second `metapb2 run` of the same environment
-    # and budget skips compilation. JAX_COMPILATION_CACHE_DIR="" turns this off.
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "metapb2" / "jax"))
+    # and budget skips compilation. One folder per CPU type, so a home directory shared by
+    # different machines never hands one a program built for another's instruction set.
+    # JAX_COMPILATION_CACHE_DIR="" turns this off.
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(default_cache_dir()))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
     # Loading a cached program logs a C++ warning ("Assume version compatibility") per program, and
     # on AMD Zen CPUs an error-level wall of text about "+prefer-no-gather" (a tuning hint, not an
-    # instruction set: the program runs) ending in "could lead to ... SIGILL". Failures still raise
-    # Python exceptions; TF_CPP_MIN_LOG_LEVEL=2 shows the C++ errors again.
+    # instruction set: the program runs) ending in "could lead to ... SIGILL"; the cache is per CPU
+    # type, so that message is always this false alarm. Failures still raise Python exceptions;
+    # TF_CPP_MIN_LOG_LEVEL=2 shows the C++ errors again.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     flags = os.environ.get("XLA_FLAGS", "")
     if _FLAG not in flags:

@@ -162,7 +162,7 @@ def test_heads_narrow_or_wide_compute_x_at_w_plus_b_and_its_gradient(outputs):
     assert (outputs <= NARROW) == (outputs in (1, 2, 6))
 
 
-def _xla_flags_of_a_fresh_process(env_flags: str | None) -> str:
+def _xla_flags_of_a_fresh_process(env_flags: str | None) -> tuple[str, str]:
     import os
     import subprocess
     import sys
@@ -170,20 +170,39 @@ def _xla_flags_of_a_fresh_process(env_flags: str | None) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "METAPB2_HOST_DEVICES")}
     if env_flags is not None:
         env["XLA_FLAGS"] = env_flags
-    code = "import os, metapb2_core; print(os.environ['XLA_FLAGS'])"
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    code = (
+        "import os, metapb2_core\n"
+        "print(os.environ['XLA_FLAGS'])\n"
+        "print(os.environ['JAX_COMPILATION_CACHE_DIR'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    flags, cache = out.stdout.strip().splitlines()
+    return flags, cache
 
 
 def test_xla_flags_split_the_cores_and_use_wide_vectors_where_the_cpu_has_them():
     import os
     from pathlib import Path
 
-    flags = _xla_flags_of_a_fresh_process(None)
+    flags, cache = _xla_flags_of_a_fresh_process(None)
     assert f"--xla_force_host_platform_device_count={len(os.sched_getaffinity(0))}" in flags
     avx512 = " avx512f " in Path("/proc/cpuinfo").read_text().replace("\n", " ")
     assert ("--xla_cpu_prefer_vector_width=512" in flags) == avx512
     # what the user set wins
-    mine = _xla_flags_of_a_fresh_process("--xla_cpu_prefer_vector_width=256")
+    mine, _ = _xla_flags_of_a_fresh_process("--xla_cpu_prefer_vector_width=256")
     assert "--xla_cpu_prefer_vector_width=256" in mine and "=512" not in mine
+    # compiled programs are cached per CPU type: another model or feature set, another folder
+    from metapb2_core import xla_setup
+
+    assert cache == str(xla_setup.default_cache_dir())
+    assert Path(cache).parent == Path.home() / ".cache" / "metapb2" / "jax"
+    real = xla_setup._cpu_description
+    try:
+        xla_setup._cpu_description = lambda: "model name\t: AMD EPYC\nflags\t\t: fpu avx2"
+        other = xla_setup.default_cache_dir()
+        xla_setup._cpu_description = lambda: "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f"
+        assert xla_setup._has_avx512() and xla_setup.default_cache_dir() != other
+        assert other.name.startswith("AMD-EPYC-")
+    finally:
+        xla_setup._cpu_description = real
