@@ -28,12 +28,13 @@ class RayConfigError(MetaPB2Error):
 
 
 def worker_env(threads: int) -> dict[str, str]:
-    """Environment of the Ray workers: one XLA host device and ``threads`` compute threads each."""
+    """Environment of the Ray workers: ``threads`` single-threaded XLA host devices each, over which
+    a population's members are split (XLA has no flag that sizes its intra-op thread pool, so a
+    multi-threaded device would spread over every core of the machine)."""
     return {
-        "METAPB2_HOST_DEVICES": "1",
+        "METAPB2_HOST_DEVICES": str(threads),
         "METAPB2_BLAS_THREADS": "1",
-        "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
-        f"intra_op_parallelism_threads={threads}",
+        "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
         "RAY_AUTH_MODE": "disabled",
     }
 

@@ -92,3 +92,21 @@ def test_corrupt_duckdb_file_names_the_setting_and_is_left_untouched(tmp_path, r
     assert "setting 'database'" in _cause(e) and "not a valid DuckDB database" in _cause(e)
     assert bad.read_bytes() == junk
     assert not list((tmp_path / "runs").glob("*"))  # failed before any compute: nothing to lose
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_ray_worker_gets_one_single_threaded_xla_device_per_cpu_it_holds(threads):
+    import os
+    import subprocess
+    import sys
+
+    from metapb2_assets.ray_cluster import worker_env
+
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "METAPB2_HOST_DEVICES")}
+    env.update(worker_env(threads))
+    code = "import os, metapb2_core, jax; print(len(jax.devices())); print(os.environ['XLA_FLAGS'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    devices, flags = out.stdout.strip().splitlines()
+    assert int(devices) == threads
+    assert "--xla_cpu_multi_thread_eigen=false" in flags.split()
+    assert all(f.startswith("--") for f in flags.split())  # XLA silently ignores anything else
