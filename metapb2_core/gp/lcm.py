@@ -17,7 +17,7 @@ import GPy
 import numpy as np
 from scipy.linalg import cho_solve
 
-from metapb2_core.gp.kernel import KernelSpec, TVSquaredExp, _cov, _split, tv_se_cov
+from metapb2_core.gp.kernel import KernelSpec, TVSquaredExp, _cov, _split
 from metapb2_core.gp.lcm_fit import LCMObjective, LCMParams, optimise_lcm
 from metapb2_core.gp.model import _FIT_ERRORS, cholesky_posterior
 
@@ -44,9 +44,9 @@ class LCMFit:
         return len(self.X)  # all rows, meta rows included (Q12)
 
     def _cross(self, Xs: np.ndarray) -> np.ndarray:
+        n, d2 = _split(Xs, self.X)  # once, not once per latent kernel
         return sum(
-            B[0, self.task][None, :] * tv_se_cov(Xs, self.X, *k)
-            for k, B in zip(self.kernels, self.B, strict=True)
+            B[0, self.task][None, :] * _cov(n, d2, *k) for k, B in zip(self.kernels, self.B, strict=True)
         )
 
     def _prior_var(self) -> float:
@@ -169,6 +169,7 @@ def lcm_posterior(
     """The numpy posterior of an LCM with the given parameters (GPy's 1e-8 jitter included)."""
     X, y, task = _stack(X_list, y_list)
     noise = np.asarray(noise, dtype=np.float64)
-    K = sum(B[task][:, task] * tv_se_cov(X, None, *k) for k, B in zip(kernels, Bs, strict=True))
+    n, d2 = _split(X, None)
+    K = sum(B[task][:, task] * _cov(n, d2, *k) for k, B in zip(kernels, Bs, strict=True))
     L, alpha, ll = cholesky_posterior(K + np.diag(noise[task] + 1e-8), y)
     return LCMFit(X, task, [tuple(map(float, k)) for k in kernels], Bs, noise, ll, fallback, L, alpha)

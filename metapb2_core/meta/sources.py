@@ -70,14 +70,12 @@ def load_meta_from_catalog(
     except StoreError as e:
         raise MetaPB2Error(str(e)) from None
     by_task: dict[str, list[pd.DataFrame]] = {}
+    order = ["timesteps", "member"]  # a record's order: by time, then member
     for run_id, meta_json in zip(runs["run_id"], runs["meta_json"], strict=True):
         meta = json.loads(meta_json)
         table = meta_table_from_record(
-            # the record's order: by iteration, then member; perturbations by time, then member
-            points[points["run_id"] == run_id].sort_values(["timesteps", "member"], kind="stable"),
-            perturbations[perturbations["run_id"] == run_id].sort_values(
-                ["timesteps", "member"], kind="stable"
-            ),
+            points[points["run_id"] == run_id].sort_values(order, kind="stable"),
+            perturbations[perturbations["run_id"] == run_id].sort_values(order, kind="stable"),
             meta,
             space,
         )
