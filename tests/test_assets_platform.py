@@ -84,7 +84,10 @@ def test_portfolio_tables_and_leave_one_environment_out(study):
         target = rows["target_task"].iloc[0]
         assert rows["position"].tolist() == [0, 1, 2, 3, 4]
         env = lambda task: task.split("-")[0]  # noqa: E731
-        assert {env(s) for s in rows["source_task"]} == {env(t) for t in TASKS} - {env(target)}
+        sources, others = {env(s) for s in rows["source_task"]}, {env(t) for t in TASKS} - {env(target)}
+        # Never the target's own environment. A target of a third environment takes the top 5 of
+        # both source environments' candidates by score, which may all come from one of them.
+        assert sources <= others and (sources == others if len(others) == 1 else sources)
 
 
 def test_lineage_edges_from_evaluations_to_the_meta_runs_and_portfolio_they_used(study):

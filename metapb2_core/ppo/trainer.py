@@ -30,6 +30,7 @@ from metapb2_core.ppo.losses import (
     update_kl_coeff,
 )
 from metapb2_core.ppo.networks import actor, critic, forward_flops_per_sample, init_params
+from metapb2_core.ppo.shuffle import permutation
 
 
 class HParams(NamedTuple):
@@ -184,7 +185,7 @@ class PopulationTrainer:
             return (params, opt_state), jnp.stack(aux)
 
         def epoch(carry, k):
-            perm = jax.random.permutation(k, b.train_batch_size)[: n_mb * b.minibatch_size]
+            perm = permutation(k, b.train_batch_size)[: n_mb * b.minibatch_size]
             return jax.lax.scan(sgd_step, carry, perm.reshape(n_mb, b.minibatch_size))
 
         (params, opt_state), aux = jax.lax.scan(
