@@ -182,16 +182,20 @@ class PopulationTrainer:
         n_mb = b.minibatches_per_epoch
         grad_fn = jax.grad(self._loss, has_aux=True)
 
-        def sgd_step(carry, idx):
+        def sgd_step(carry, mb):
             params, opt_state = carry
-            mb = jax.tree_util.tree_map(lambda x: x[idx], batch)
             grads, aux = grad_fn(params, mb, hp, m.kl_coeff)
             params, opt_state = adam.step(params, grads, opt_state, hp.lr)
             return (params, opt_state), jnp.stack(aux)
 
         def epoch(carry, k):
+            # One gather of the shuffled batch per epoch, then contiguous minibatches: ~2 % faster
+            # than five small gathers in every SGD step.
             perm = permutation(k, b.train_batch_size)[: n_mb * b.minibatch_size]
-            return jax.lax.scan(sgd_step, carry, perm.reshape(n_mb, b.minibatch_size))
+            minibatches = jax.tree_util.tree_map(
+                lambda x: x[perm].reshape((n_mb, b.minibatch_size, *x.shape[1:])), batch
+            )
+            return jax.lax.scan(sgd_step, carry, minibatches)
 
         (params, opt_state), aux = jax.lax.scan(
             epoch, (m.params, m.opt_state), jax.random.split(key, b.num_epochs)
