@@ -98,3 +98,26 @@ def test_sgd_loop_updates_parameters_and_moments_in_place():
     assert len(sgd) == 1
     copies = [line.split("=")[0].strip() for line in sgd[0] if re.search(r"\] copy\(|\} copy\(", line)]
     assert copies == [], copies
+
+
+def test_whole_batch_and_per_minibatch_gathers_train_identically(monkeypatch):
+    from metapb2_core.budgets import get_budget
+    from metapb2_core.envs import TASKS
+    from metapb2_core.ppo import trainer as T
+
+    budget = get_budget("smoke")
+    env_params = TASKS["cart_pole-earth"].env_params()
+    n = budget.population_size
+    hp = T.hparams_from_configs([{"lr": 3e-4, "lambda": 0.95, "clip_param": 0.2}] * n)
+    results = []
+    for limit in (1 << 40, 0):  # every batch gathered whole, then none
+        monkeypatch.setattr(T, "PREGATHER_BYTES", limit)
+        trainer = T.PopulationTrainer("cart_pole", budget)
+        pop = trainer.init(jax.random.split(jax.random.PRNGKey(0), n), env_params)
+        pop, batch = trainer.collect(pop, hp, env_params)
+        results.append(trainer.learn(pop, batch, hp))
+    (a, ma), (b, mb) = results
+    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ma.kl, mb.kl, rtol=1e-4)
+    assert not np.allclose(jax.tree_util.tree_leaves(a.params)[0], jax.tree_util.tree_leaves(pop.params)[0])

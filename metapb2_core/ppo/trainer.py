@@ -72,6 +72,7 @@ class Batch(NamedTuple):
 # and Adam moments in place; without it XLA:CPU copies each matrix the step reads before writing it
 # (7 copies per SGD step, 20 with the stacked moments of ppo/adam.py).
 COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+PREGATHER_BYTES = 2 << 20  # one member's training batch, all fields (see _update)
 
 
 class PopulationTrainer:
@@ -182,20 +183,24 @@ class PopulationTrainer:
         n_mb = b.minibatches_per_epoch
         grad_fn = jax.grad(self._loss, has_aux=True)
 
-        def sgd_step(carry, mb):
+        # A batch that stays in cache is gathered once per epoch in shuffled order and cut into
+        # contiguous minibatches; a larger one is gathered minibatch by minibatch. Measured (update,
+        # interleaved A/B): cart_pole's 0.8 MB batch 2 % faster gathered whole, hopper's 2.3 MB the
+        # same, humanoid's 30 MB 7 % slower.
+        whole = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(batch)) <= PREGATHER_BYTES
+
+        def sgd_step(carry, mb_or_idx):
             params, opt_state = carry
+            mb = mb_or_idx if whole else jax.tree_util.tree_map(lambda x: x[mb_or_idx], batch)
             grads, aux = grad_fn(params, mb, hp, m.kl_coeff)
             params, opt_state = adam.step(params, grads, opt_state, hp.lr)
             return (params, opt_state), jnp.stack(aux)
 
         def epoch(carry, k):
-            # One gather of the shuffled batch per epoch, then contiguous minibatches: ~2 % faster
-            # than five small gathers in every SGD step.
-            perm = permutation(k, b.train_batch_size)[: n_mb * b.minibatch_size]
-            minibatches = jax.tree_util.tree_map(
-                lambda x: x[perm].reshape((n_mb, b.minibatch_size, *x.shape[1:])), batch
-            )
-            return jax.lax.scan(sgd_step, carry, minibatches)
+            perm = permutation(k, b.train_batch_size)[: n_mb * b.minibatch_size].reshape(n_mb, -1)
+            if whole:
+                return jax.lax.scan(sgd_step, carry, jax.tree_util.tree_map(lambda x: x[perm], batch))
+            return jax.lax.scan(sgd_step, carry, perm)
 
         (params, opt_state), aux = jax.lax.scan(
             epoch, (m.params, m.opt_state), jax.random.split(key, b.num_epochs)
