@@ -1,11 +1,12 @@
 """Split the CPU into one XLA host device per core, before JAX starts; keep compiled programs.
 
 A population's members are independent programs. Measured on a 2-core machine, running half of a
-4-member population on each of two single-core host devices reaches 288 GFLOP/s in the PPO update,
-against 268 GFLOP/s for one device whose small matmuls are split across both cores
-(``benchmarks/bench_population.py``). ``PopulationTrainer`` shards members over the devices this creates. Set
-``METAPB2_HOST_DEVICES`` to choose the count (1 turns the split off); an ``XLA_FLAGS`` that already
-names a device count is left alone, and nothing changes once JAX has started.
+4-member population on each of two single-core host devices reaches 270–291 GFLOP/s in the PPO
+update, against 236–262 GFLOP/s for one device whose small matmuls are split across both cores
+(three runs of ``benchmarks/bench_population.py``). ``PopulationTrainer`` shards members over the
+devices this creates. Set ``METAPB2_HOST_DEVICES`` to choose the count (1 turns the split off); an
+``XLA_FLAGS`` that already names a device count is left alone, and nothing changes once JAX has
+started.
 
 On a CPU with AVX-512, XLA's fused elementwise loops are generated for 512-bit vectors instead of
 its default 256: the 4-member PPO update ran ~5 % faster (8 of 8 interleaved pairs on a 2-core
