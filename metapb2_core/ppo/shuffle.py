@@ -20,15 +20,18 @@ import jax.numpy as jnp
 _MAX_INDEX_BITS = 24  # beyond this too few key bits are left per round; use JAX's permutation
 
 
+def _index_bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
 def rounds_for(n: int) -> int:
     """Sorting rounds needed for ``n`` elements (≥ 3·log2 n random key bits in total)."""
-    index_bits = max(1, (n - 1).bit_length())
-    return max(1, math.ceil(3 * math.log2(max(n, 2)) / (32 - index_bits)))
+    return max(1, math.ceil(3 * math.log2(max(n, 2)) / (32 - _index_bits(n))))
 
 
 def permutation(key: jax.Array, n: int, rounds: int | None = None) -> jax.Array:
     """A uniformly random permutation of ``range(n)`` as int32 (``rounds`` defaults to ``rounds_for(n)``)."""
-    index_bits = max(1, (n - 1).bit_length())
+    index_bits = _index_bits(n)
     if index_bits > _MAX_INDEX_BITS:
         return jax.random.permutation(key, n)
     mask = jnp.uint32((1 << index_bits) - 1)
