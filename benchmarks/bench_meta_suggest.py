@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import Timed  # benchmarks/ is the script's folder
 
 from metapb2_core import bandit
 from metapb2_core.meta import models
-from metapb2_core.methods import ExploreContext, get_method
-from metapb2_core.population import quantiles
+from metapb2_core.methods import Suggestion, get_method
+from metapb2_core.rounds import perturbation_round
 from metapb2_core.space import SEARCH_SPACE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,19 +45,10 @@ def population(method, seed: int, shift: float, suggest_times: list | None = Non
         ]
         if r == ROUNDS:
             break
-        lower, upper = quantiles(reward.copy())
-        pending = []
-        for m in lower:
-            clone = int(rng.choice(upper))
-            ctx = ExploreContext(
-                m, clone, dict(configs[clone]), r, r * INTERVAL, pd.DataFrame(rows), list(pending)
-            )
-            t0 = time.perf_counter()
-            s = method.suggest(ctx)
-            if suggest_times is not None:
-                suggest_times.append((r, time.perf_counter() - t0))
-            configs[m], reward[m] = s.config, reward[clone]
-            pending.append(s.config)
+        asked = method if suggest_times is None else Timed(method, suggest_times)
+        table = pd.DataFrame(rows)
+        for p in perturbation_round(asked, SEARCH_SPACE, reward.copy(), configs, r, r * INTERVAL, table, rng):
+            configs[p.member], reward[p.member] = p.new_config, reward[p.cloned_from]
     return pd.DataFrame(rows), method
 
 
@@ -78,14 +70,12 @@ def meta_tables(n_tasks: int, seeds: int) -> dict[str, pd.DataFrame]:
 
 def _cheap_suggest(method):
     """PB2*'s bookkeeping (explore rows, segments) with a prior draw instead of the GP step."""
-    from metapb2_core.methods.base import Suggestion
 
     def suggest(ctx):
         config = SEARCH_SPACE.sample(method.rng)
         method.exploit_times.setdefault(ctx.member, []).append(ctx.time)
         reward = float(ctx.table.query("member == @ctx.clone and time == @ctx.time")["reward"].iloc[-1])
-        method._add_explore_row(ctx.member, ctx.time, config, reward)
-        return Suggestion(config, {})
+        return Suggestion(config, {}, method._add_explore_row(ctx.member, ctx.time, config, reward))
 
     return suggest
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import Timed  # benchmarks/ is the script's folder
 
-from metapb2_core.methods import ExploreContext, get_method
-from metapb2_core.population import quantiles
+from metapb2_core.methods import get_method
+from metapb2_core.rounds import perturbation_round
 from metapb2_core.space import SEARCH_SPACE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,21 +30,13 @@ def timed_run(name: str, seed: int, rounds: int = 15, n: int = 4) -> list[tuple[
     method = get_method(name)(SEARCH_SPACE, np.random.default_rng([seed, 2]))
     configs = method.initial_configs(n)
     reward, rows, out = np.zeros(n), [], []
+    timed = Timed(method, out)
     for r in range(1, rounds):  # no perturbation at the final budget
         reward += [10 * (1 - (math.log10(c["lr"]) + 3.5) ** 2) for c in configs] + rng.normal(0, 0.5, n)
         rows += [{"member": i, "time": r * 40_000, **configs[i], "reward": reward[i]} for i in range(n)]
-        lower, upper = quantiles(reward.copy())
-        pending = []
-        for m in lower:
-            clone = int(rng.choice(upper))
-            ctx = ExploreContext(
-                m, clone, dict(configs[clone]), r, r * 40_000, pd.DataFrame(rows), list(pending)
-            )
-            t0 = time.perf_counter()
-            s = method.suggest(ctx)
-            out.append((r, time.perf_counter() - t0))
-            configs[m], reward[m] = s.config, reward[clone]
-            pending.append(s.config)
+        table = pd.DataFrame(rows)
+        for p in perturbation_round(timed, SEARCH_SPACE, reward.copy(), configs, r, r * 40_000, table, rng):
+            configs[p.member], reward[p.member] = p.new_config, reward[p.cloned_from]
     return out
 
 

@@ -1,5 +1,6 @@
-"""What the benchmarks share: one timed population run, and running a measurement in a child
-process (the XLA device count and the compilation cache are fixed when JAX starts)."""
+"""What the benchmarks share: one timed population run, a method whose suggestions are timed, and
+running a measurement in a child process (the XLA device count and the compilation cache are fixed
+when JAX starts)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def timed_pbt_run(task: str, budget: str = "paper") -> dict:
     from metapb2_core.run import RunRequest, execute_run
 
     t0 = time.perf_counter()
-    rec = execute_run(RunRequest(task, "pbt", 0, budget))
+    rec = execute_run(RunRequest(task, "pbt", 0, budget).resolve())
     return {
         "task": task,
         "wall_s": time.perf_counter() - t0,
@@ -33,3 +34,16 @@ def run_child(script: str, args: list[str], env: dict) -> dict:
     if out.returncode != 0:
         raise SystemExit(f"benchmark child {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class Timed:
+    """A method whose ``suggest`` calls are timed (round, seconds)."""
+
+    def __init__(self, method, times: list):
+        self.method, self.times = method, times
+
+    def suggest(self, ctx):
+        t0 = time.perf_counter()
+        s = self.method.suggest(ctx)
+        self.times.append((ctx.round, time.perf_counter() - t0))
+        return s

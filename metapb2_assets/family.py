@@ -11,8 +11,8 @@ from metapb2_core import portfolio as core_portfolio
 from metapb2_core import study
 from metapb2_core.budgets import get_budget
 from metapb2_core.methods import METHODS, get_method
-from metapb2_core.methods.warm import round_one_exploits
 from metapb2_core.quirks import Quirks
+from metapb2_core.rounds import exploits_per_round
 from metapb2_core.run import RunRequest
 from metapb2_core.space import SEARCH_SPACE
 from metapb2_core.store import Replace, lineage_rows
@@ -121,7 +121,7 @@ def family_assets(family: str) -> list:
     )
     def portfolio(context: dg.AssetExecutionContext, config: PortfolioConfig, store: StudyStore):
         budget = get_budget(config.budget, family)
-        size = config.size or budget.population_size + round_one_exploits(budget.population_size)
+        size = config.size or budget.population_size + exploits_per_round(budget.population_size)
         paths = store.paths()
         table = study.build_family_portfolios(family, size, Quirks.from_flag(config.faithful), paths)
         lin = runs.lineage(context, runs.code_version(core_portfolio), tuple(table["run_id"]))

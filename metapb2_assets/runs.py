@@ -12,12 +12,12 @@ from pydantic import Field
 
 from metapb2_assets.metadata import curve_markdown
 from metapb2_assets.resources import RayResource
-from metapb2_core import __version__
+from metapb2_core import __version__, population
 from metapb2_core.checks import CHECKS, run_checks
 from metapb2_core.methods import get_method
-from metapb2_core.run import RunRecord, RunRequest, execute_run, write_record
-from metapb2_core.space import SEARCH_SPACE
-from metapb2_core.store import Lineage
+from metapb2_core.ppo import trainer
+from metapb2_core.run import RunRequest, execute_run, save_run
+from metapb2_core.store import Lineage, RunRecord
 from metapb2_core.study import StudyPaths, record_run
 
 
@@ -46,9 +46,6 @@ def code_version(*objs: object) -> str:
 
 
 def method_code_version(method: str) -> str:
-    from metapb2_core import population
-    from metapb2_core.ppo import trainer
-
     return code_version(get_method(method), population, trainer)
 
 
@@ -73,14 +70,20 @@ def materialise_run(
     after: Callable[[RunRecord], object] | None = None,
 ):
     """Run on Ray; write the per-run files first (nothing lost if the catalog write fails), then
-    ``after`` (meta-data tables), then the catalog; yield the materialisation and each check."""
-    budget, _ = req.check()
-    req.method_inputs()  # missing meta-data or portfolio fails here, before Ray is asked for anything
+    ``after`` (meta-data tables), then the catalog; yield the materialisation and each check.
+    The run checkpoints beside its record, so a killed step re-materialised continues from there."""
+    run = req.resolve()  # names, numbers and inputs checked here, before Ray is asked for anything
+    budget = run.budget
     context.log.info(
-        f"{req.run_id}: {budget.population_size} members × {budget.num_intervals} intervals on Ray"
+        f"{run.run_id}: {budget.population_size} members × {budget.num_intervals} intervals on Ray"
     )
-    record: RunRecord = ray.run(execute_run, req)
-    write_record(record, paths.runs)
+    record: RunRecord = ray.run(execute_run, run, None, paths.runs)
+    done = record.meta["resumed_from_interval"]
+    if done:
+        context.log.info(
+            f"{run.run_id}: resumed from its checkpoint after interval {done} of {budget.num_intervals}"
+        )
+    save_run(record, paths.runs)
     if after:
         after(record)
     record_run(record, role, lineage(context, version), paths.catalog())
@@ -93,11 +96,12 @@ def materialise_run(
             "final_best_return": dg.MetadataValue.float(float(m["best_final_eval_return"])),
             "wall_seconds": dg.MetadataValue.float(float(m["wall_seconds"])),
             "env_steps_per_second": dg.MetadataValue.float(float(m["env_steps_per_second"])),
+            "resumed_from_interval": dg.MetadataValue.int(int(m["resumed_from_interval"])),
             "learning_curve": dg.MetadataValue.md(curve_markdown(record.points, m["run_id"])),
             "record": dg.MetadataValue.path(str(paths.runs / f"{m['run_id']}.json")),
         }
     )
-    for outcome in run_checks(record.points, record.perturbations, m, budget, SEARCH_SPACE):
+    for outcome in run_checks(record.points, record.perturbations, m, budget, run.space):
         yield dg.AssetCheckResult(
             check_name=outcome.name,
             passed=outcome.passed,

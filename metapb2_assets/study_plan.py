@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from metapb2_assets.definitions import defs
+from metapb2_assets.definitions import build_definitions, defs
+from metapb2_assets.resources import RayResource, StudyStore
 from metapb2_core import study
 from metapb2_core.budgets import get_budget
 from metapb2_core.envs import get_task
@@ -52,9 +53,6 @@ def _materialise(
     home: str, settings: dict, paths: list, partition: str | None, run_config: dict
 ) -> StepResult:
     """One run, in this process or a pool worker (the instance is reopened from ``home``)."""
-    from metapb2_assets.definitions import build_definitions
-    from metapb2_assets.resources import RayResource, StudyStore
-
     d = build_definitions(RayResource(**settings["ray"]), StudyStore(**settings["store"]))
     selection = [dg.AssetKey(p) for p in paths]
     result = dg.materialize(

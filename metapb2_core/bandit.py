@@ -32,20 +32,36 @@ def stdz(y: np.ndarray) -> np.ndarray:
     return np.clip((y - y.mean()) / (y.std() + 1e-8), -2.0, 2.0)
 
 
-def tag_segments(rows: pd.DataFrame, exploit_times: dict[int, list[int]]) -> np.ndarray:
-    """For each row of a data table (member, time, explore), how many exploits of its member precede it.
+def data_table(
+    records: pd.DataFrame,
+    explore_rows: list[dict] | pd.DataFrame,
+    exploit_times: dict[int, list[int]],
+    names: list[str],
+) -> pd.DataFrame:
+    """The PB2 data table D (methods.md §2.1), each row tagged with the exploit segment it belongs to.
 
-    A record row at the time of an exploit still belongs to the configuration before it; the
-    explore row at that time starts the next segment.
+    ``records``: one record row per member and perturbation point (member, time, hyperparameters,
+    reward). ``explore_rows``: the rows a method added where a member starts under a new
+    configuration (member, time, hyperparameters, reward, segment = which exploit of that member
+    it starts, 1-based). ``exploit_times``: every exploit's time per member, also those that added
+    no explore row. A record row at the time of an exploit still belongs to the configuration before
+    it. A method builds its live table with this function and ``meta.tables`` rebuilds a finished
+    run's table from its record with it, so the two cannot drift apart.
     """
-    seg = np.zeros(len(rows), dtype=np.int64)
-    member, time = rows["member"].to_numpy(), rows["time"].to_numpy()
-    explore = rows["explore"].to_numpy(dtype=bool)
+    cols = ["member", "time", *names, "reward"]
+    rec = records[cols].assign(explore=False)
+    seg = np.zeros(len(rec), dtype=np.int64)
+    member, time = rec["member"].to_numpy(), rec["time"].to_numpy()
     for m, times in exploit_times.items():
         mine = member == m
         for t in times:
-            seg[mine & ((time > t) | (explore & (time == t)))] += 1
-    return seg
+            seg[mine & (time > t)] += 1
+    rec["segment"] = seg
+    exp = pd.DataFrame(explore_rows, columns=[*cols, "segment"]).assign(explore=True)
+    if exp.empty:
+        return rec[[*cols, "explore", "segment"]].reset_index(drop=True)
+    exp = exp.astype({"member": rec["member"].dtype, "time": rec["time"].dtype, "segment": np.int64})
+    return pd.concat([rec, exp[[*cols, "explore", "segment"]]], ignore_index=True)
 
 
 def transitions(

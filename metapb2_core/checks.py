@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from metapb2_core.budgets import Budget
+from metapb2_core.envs import get_task
 from metapb2_core.methods import get_method
-from metapb2_core.population import quantiles
+from metapb2_core.rounds import exploits_per_round
 from metapb2_core.space import SearchSpace
 
 
@@ -35,7 +36,7 @@ CHECKS: dict[str, str] = {
 def expected_perturbations(budget: Budget, method: str) -> int:
     if not get_method(method).perturbs:
         return 0
-    return (budget.num_intervals - 1) * len(quantiles(np.zeros(budget.population_size))[0])
+    return (budget.num_intervals - 1) * exploits_per_round(budget.population_size)
 
 
 def run_checks(
@@ -98,8 +99,6 @@ def _population(
 
 
 def _leakage(meta: dict) -> CheckOutcome:
-    from metapb2_core.envs import get_task
-
     target = meta["task"]
     meta_leaks = [t for t in meta.get("meta_tasks") or {} if t == target]
     faithful = bool(meta.get("faithful"))

@@ -40,6 +40,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument(
+        "--restart",
+        action="store_true",
+        help="ignore a checkpoint of this run in --out (by default an interrupted run continues from it)",
+    )
+    run.add_argument(
         "--meta",
         metavar="DIR_OR_QUERY",
         help="meta-data for meta methods: a directory built by 'metapb2 meta', or a DuckDB catalog with "
@@ -120,8 +125,9 @@ def _list(what: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from metapb2_core.run import RunRequest, ensure_writable_dir, execute_run, write_record
+    from metapb2_core.run import RunRequest, execute_run, save_run
     from metapb2_core.space import parse_bounds
+    from metapb2_core.store import ensure_writable_dir
 
     req = RunRequest(
         args.task,
@@ -133,20 +139,26 @@ def _run(args: argparse.Namespace) -> None:
         meta=args.meta,
         portfolio=args.portfolio,
     )
-    budget, _ = req.check()
-    req.method_inputs()  # missing meta-data or portfolio fails here, before any compilation
+    run = req.resolve()  # every name, number and input checked, before any compilation
+    budget, rid = run.budget, run.run_id
     ensure_writable_dir(args.out)  # before the run, so a long run is never lost to a bad --out
     if not args.quiet:
         print(
-            f"{req.run_id}: {budget.population_size} members, {budget.num_intervals} intervals of "
+            f"{rid}: {budget.population_size} members, {budget.num_intervals} intervals of "
             f"{budget.interval:,} steps (first interval includes compilation)",
             file=sys.stderr,
         )
-    record = execute_run(req, progress=None if args.quiet else _progress(len(str(budget.num_intervals))))
-    paths = write_record(record, args.out)
+    record = execute_run(
+        run,
+        progress=None if args.quiet else _progress(len(str(budget.num_intervals))),
+        out_dir=args.out,
+        restart=args.restart,
+        say=lambda line: print(f"{rid}: {line}", file=sys.stderr, flush=True),
+    )
+    paths = save_run(record, args.out)
     m = record.meta
     print(
-        f"{req.run_id}: best final eval return {m['best_final_eval_return']:.2f}, "
+        f"{rid}: best final eval return {m['best_final_eval_return']:.2f}, "
         f"{m['wall_seconds']:.1f}s wall ({m['compile_seconds']:.1f}s first interval), "
         f"{m['env_steps_per_second']:,.0f} env-steps/s, {len(record.perturbations)} perturbations"
     )
@@ -227,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"metapb2: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("metapb2: interrupted; nothing was written for the unfinished run", file=sys.stderr)
+        then = "the same command continues from the last completed interval" if args.command == "run" else ""
+        print(f"metapb2: interrupted{'; ' + then if then else ''}", file=sys.stderr)
         return 130
     return 0
 

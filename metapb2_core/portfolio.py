@@ -19,8 +19,12 @@ import numpy as np
 import pandas as pd
 
 from metapb2_core.budgets import Budget
+from metapb2_core.envs import get_task
 from metapb2_core.errors import MetaPB2Error
+from metapb2_core.methods.fixed import FixedConfigs
+from metapb2_core.population import run_population
 from metapb2_core.quirks import Quirks
+from metapb2_core.rounds import exploits_per_round
 from metapb2_core.space import Config, SearchSpace
 
 CANDIDATE_CONFIGS = 30
@@ -47,10 +51,6 @@ def _final_scores(
     populations of the budget's size: the members never interact, and one population shape per
     task means one compiled program for candidates, matrix and evaluation runs alike (compilation,
     not training, dominates small budgets)."""
-    from metapb2_core.envs import get_task
-    from metapb2_core.methods.fixed import FixedConfigs
-    from metapb2_core.population import run_population
-
     task = get_task(task_key)
     size = budget.population_size
     scores = []
@@ -208,9 +208,6 @@ def build_portfolios(
 ) -> dict[str, Path]:
     """All three steps; writes candidates, the matrix and ``<target>_portfolio.json`` files. The
     default size is what a warm run of ``budget``'s population needs (P members + round-1 exploits)."""
-    from metapb2_core.envs import get_task
-    from metapb2_core.methods.warm import round_one_exploits
-
     say = progress or (lambda _: None)
     candidates = []
     for task in source_tasks:
@@ -220,7 +217,7 @@ def build_portfolios(
     matrix = performance_matrix(
         candidates, source_tasks, budget, space, seeds, quirks, intervals, lambda t: say(f"matrix: {t}")
     )
-    size = size or budget.population_size + round_one_exploits(budget.population_size)
+    size = size or budget.population_size + exploits_per_round(budget.population_size)
     sources = {c.id: c.source_task for c in candidates}
     env_of = lambda t: get_task(t).env_name  # noqa: E731
     portfolios = {t: portfolio_for(matrix, sources, t, size, env_of, quirks) for t in targets}

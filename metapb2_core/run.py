@@ -1,10 +1,19 @@
-"""One population run from names (task, method, seed, budget) to its records."""
+"""One population run: a request (names and numbers), resolved once into everything the run needs,
+executed (resuming from a checkpoint when one is there) into a record.
+
+A run id names exactly one request: ``{method}-{task}-{budget}-s{seed}``, then ``-faithful`` for
+the quirk switch, ``-{tag}`` for a tag, and an 8-digit digest of whatever else differs from the
+defaults: bounds, the content of the meta-data read, the portfolio. The same request again has the
+same id and replaces its record; two requests that differ anywhere never share one.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +23,25 @@ import pandas as pd
 
 from metapb2_core import __version__
 from metapb2_core.budgets import Budget, get_budget
-from metapb2_core.envs import get_task
+from metapb2_core.envs import Task, get_task
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.meta.sources import load_meta
-from metapb2_core.methods import get_method
+from metapb2_core.methods import Method, get_method
 from metapb2_core.population import ProgressFn, run_population
 from metapb2_core.portfolio import load_portfolio
+from metapb2_core.ppo.trainer import check_tunable
 from metapb2_core.quirks import Quirks
 from metapb2_core.space import SEARCH_SPACE, SearchSpace
+from metapb2_core.store import (
+    POINT_IDENTITY,
+    RunRecord,
+    checkpoint_path,
+    perturbation_table,
+    remove_checkpoint,
+    write_record,
+)
+
+SEED_LIMIT = 2**32  # numpy's and JAX's seeds are 32-bit
 
 
 @dataclass(frozen=True)
@@ -32,29 +52,20 @@ class RunRequest:
     budget: str = "smoke"
     faithful: bool = False  # reproduce the original code's quirks (methods.md §11)
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
-    meta: str | None = None  # meta-data directory (meta methods)
+    meta: str | None = None  # meta-data directory or catalog query (meta methods)
     portfolio: str | None = None  # portfolio directory or JSON file (warm methods)
     tag: str = ""  # tells apart runs of the same method, task and seed made for another purpose
 
-    @property
-    def run_id(self) -> str:
-        suffix = ("-faithful" if self.faithful else "") + (f"-{self.tag}" if self.tag else "")
-        return f"{self.method}-{self.task}-{self.budget}-s{self.seed}{suffix}"
-
-    def space(self) -> SearchSpace:
-        return SEARCH_SPACE.with_bounds(self.bounds) if self.bounds else SEARCH_SPACE
-
-    def check(self) -> tuple[Budget, SearchSpace]:
-        """Validate every name and number up front, before anything is compiled."""
-        get_task(self.task)
-        get_method(self.method)
-        if self.seed < 0:
-            raise MetaPB2Error(f"seed must be non-negative, got {self.seed}")
-        return get_budget(self.budget, get_task(self.task).family), self.space()
-
-    def method_inputs(self) -> dict[str, Any]:
-        """What the method requires beyond the space: meta-data (leave-one-task-out) or a portfolio."""
+    def resolve(self) -> ResolvedRun:
+        """Check every name and number and load the method's inputs, once, before anything is
+        compiled; the resolved run is what executes (on Ray, it is what the worker receives)."""
+        task = get_task(self.task)
         requires = get_method(self.method).requires
+        if not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT:
+            raise MetaPB2Error(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
+        budget = get_budget(self.budget, task.family)
+        space = SEARCH_SPACE.with_bounds(self.bounds) if self.bounds else SEARCH_SPACE
+        check_tunable(space.names)
         inputs: dict[str, Any] = {}
         if "meta_tables" in requires:
             if not self.meta:
@@ -62,7 +73,7 @@ class RunRequest:
                     f"method {self.method!r} needs meta-data: pass --meta DIR (built by 'metapb2 meta') "
                     "or --meta CATALOG.duckdb[:SQL condition on its runs table]"
                 )
-            inputs["meta_tables"] = load_meta(self.meta, self.task, space=self.space())
+            inputs["meta_tables"] = load_meta(self.meta, self.task, space=space)
             inputs["target_task"] = self.task
         if "portfolio" in requires:
             if not self.portfolio:
@@ -71,32 +82,98 @@ class RunRequest:
                     "(built by 'metapb2 portfolio')"
                 )
             inputs["portfolio"] = load_portfolio(self.portfolio, self.task)
-        return inputs
+        return ResolvedRun(self, task, budget, space, Quirks.from_flag(self.faithful), inputs)
 
 
-@dataclass
-class RunRecord:
+@dataclass(frozen=True)
+class ResolvedRun:
     request: RunRequest
-    points: pd.DataFrame
-    perturbations: pd.DataFrame
-    meta: dict
+    task: Task
+    budget: Budget
+    space: SearchSpace
+    quirks: Quirks
+    inputs: dict[str, Any]  # the method's keyword inputs: meta_tables + target_task, portfolio
 
-    @property
-    def best_final_eval(self) -> float:
-        last = self.points[self.points["eval_is_fresh"]]
-        return float(last[last["timesteps"] == last["timesteps"].max()]["eval_return"].max())
+    @cached_property
+    def variant(self) -> dict[str, Any]:
+        """What differs from the defaults beyond method, task, budget, seed, quirks and tag."""
+        out: dict[str, Any] = {}
+        changed = [p for p, d in zip(self.space.params, SEARCH_SPACE.params, strict=True) if p != d]
+        if changed:
+            out["bounds"] = {p.name: [p.low, p.high] for p in changed}
+        if "meta_tables" in self.inputs:
+            out["meta_data"] = meta_digest(self.inputs["meta_tables"])
+        if "portfolio" in self.inputs:
+            out["portfolio"] = [[e.get(n) for n in self.space.names] for e in self.inputs["portfolio"]]
+        return out
+
+    @cached_property
+    def run_id(self) -> str:
+        r = self.request
+        rid = f"{r.method}-{r.task}-{self.budget.name}-s{r.seed}"
+        rid += "-faithful" if r.faithful else ""
+        rid += f"-{r.tag}" if r.tag else ""
+        if self.variant:
+            text = json.dumps(self.variant, sort_keys=True, default=float)
+            rid += "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+        return rid
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint of this run must have been made for."""
+        r = self.request
+        return {
+            "run_id": self.run_id,
+            "method": r.method,
+            "task": r.task,
+            "faithful": r.faithful,
+            **self.variant,
+        }
+
+    def build_method(self) -> Method:
+        rng = np.random.default_rng([self.request.seed, 2])
+        return get_method(self.request.method)(self.space, rng, self.quirks, **self.inputs)
 
 
-def execute_run(req: RunRequest, progress: ProgressFn | None = None) -> RunRecord:
-    budget, space = req.check()
-    task = get_task(req.task)
-    quirks = Quirks.from_flag(req.faithful)
-    inputs = req.method_inputs()
-    method = get_method(req.method)(space, np.random.default_rng([req.seed, 2]), quirks, **inputs)
-    result = run_population(task, method, budget, req.seed, space, task.env_params(quirks), progress)
+def meta_digest(tables: dict[str, pd.DataFrame]) -> str:
+    """A digest of meta-data by content (task names and every value), independent of its source."""
+    h = hashlib.sha1()
+    for name in sorted(tables):
+        h.update(name.encode())
+        h.update(pd.util.hash_pandas_object(tables[name], index=False).to_numpy().tobytes())
+    return h.hexdigest()
 
+
+def execute_run(
+    run: ResolvedRun | RunRequest,
+    progress: ProgressFn | None = None,
+    out_dir: str | Path | None = None,
+    restart: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> RunRecord:
+    """The run's record. With ``out_dir`` the loop checkpoints there after every interval and
+    continues from a checkpoint it finds (``restart`` discards it first); ``say`` gets one line
+    when it resumes. The record is not written here: ``save_run`` writes it. A plain request is
+    resolved first (callers that check a request before the run resolve it themselves and pass that)."""
+    if isinstance(run, RunRequest):
+        run = run.resolve()
+    req, budget, space, task = run.request, run.budget, run.space, run.task
+    checkpoint = checkpoint_path(out_dir, run.run_id) if out_dir is not None else None
+    if checkpoint is not None and restart:
+        remove_checkpoint(checkpoint)
+    result = run_population(
+        task,
+        run.build_method(),
+        budget,
+        req.seed,
+        space,
+        task.env_params(run.quirks),
+        progress,
+        checkpoint=checkpoint,
+        identity=run.identity(),
+        say=say,
+    )
     ident = {
-        "run_id": req.run_id,
+        "run_id": run.run_id,
         "task": task.key,
         "env": task.env_name,
         "context": task.context,
@@ -104,112 +181,39 @@ def execute_run(req: RunRequest, progress: ProgressFn | None = None) -> RunRecor
         "seed": req.seed,
         "budget": budget.name,
     }
+    assert list(ident) == POINT_IDENTITY
     points = result.points.assign(**ident)
     points = points[list(ident) + [c for c in result.points.columns]]
-    perturbations = pd.DataFrame(
-        [
-            {
-                "run_id": req.run_id,
-                "round": p.round,
-                "timesteps": p.time,
-                "member": p.member,
-                "cloned_from": p.cloned_from,
-                "member_score": p.member_score,
-                "clone_score": p.clone_score,
-                **{f"old_{k}": v for k, v in p.old_config.items()},
-                **{f"new_{k}": v for k, v in p.new_config.items()},
-                "diagnostics": json.dumps(p.diagnostics, sort_keys=True),
-            }
-            for p in result.perturbations
-        ],
-        columns=perturbation_columns(space),
-    ).astype(perturbation_dtypes(space))
+    perturbations = perturbation_table(run.run_id, result.perturbations, space.names)
+    meta_tables = run.inputs.get("meta_tables", {})
     meta = {
         **ident,
         "faithful": req.faithful,
+        "tag": req.tag,
         "budget_sizes": budget.to_dict(),
         "bounds": {p.name: [p.low, p.high, p.log] for p in space.params},
+        "variant": run.variant,
         "wall_seconds": result.wall_seconds,
         "compile_seconds": result.compile_seconds,
+        "checkpoint_seconds": result.checkpoint_seconds,
+        "resumed_from_interval": result.resumed_from,
         "train_env_steps": result.train_env_steps,
         "env_steps_per_second": result.train_env_steps / result.wall_seconds,
         "final_configs": result.final_configs,
         "meta_source": req.meta,
-        "meta_tasks": {t: sorted(set(df["run_id"])) for t, df in inputs.get("meta_tables", {}).items()},
+        "meta_tasks": {t: sorted(set(df["run_id"])) for t, df in meta_tables.items()},
         "portfolio_source": req.portfolio,
-        "portfolio": inputs.get("portfolio"),
+        "portfolio": run.inputs.get("portfolio"),
         "code_version": __version__,
         "jax_version": jax.__version__,
     }
-    record = RunRecord(req, points, perturbations, meta)
+    record = RunRecord(run.run_id, points, perturbations, meta)
     meta["best_final_eval_return"] = record.best_final_eval
     return record
 
 
-def perturbation_columns(space: SearchSpace) -> list[str]:
-    return (
-        ["run_id", "round", "timesteps", "member", "cloned_from", "member_score", "clone_score"]
-        + [f"old_{n}" for n in space.names]
-        + [f"new_{n}" for n in space.names]
-        + ["diagnostics"]
-    )
-
-
-def perturbation_dtypes(space: SearchSpace) -> dict[str, str]:
-    """Fixed column types, so an empty table (random search) has the same schema as any other."""
-    ints = {"round", "timesteps", "member", "cloned_from"}
-    strings = {"run_id", "diagnostics"}
-    return {
-        c: "int64" if c in ints else "str" if c in strings else "float64" for c in perturbation_columns(space)
-    }
-
-
-def ensure_writable_dir(path: str | Path) -> Path:
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MetaPB2Error(f"cannot create output directory {out}: {e.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise MetaPB2Error(f"output directory {out} is not writable")
-    return out
-
-
-def write_record(record: RunRecord, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<run_id>.points.parquet``, ``.perturbations.parquet`` and ``.json`` atomically:
-    each file appears whole or not at all, and a re-run replaces the previous files."""
-    out = ensure_writable_dir(out_dir)
-    rid = record.request.run_id
-    paths = {
-        "points": out / f"{rid}.points.parquet",
-        "perturbations": out / f"{rid}.perturbations.parquet",
-        "meta": out / f"{rid}.json",
-    }
-    writers = {
-        "points": lambda p: record.points.to_parquet(p, index=False),
-        "perturbations": lambda p: record.perturbations.to_parquet(p, index=False),
-        "meta": lambda p: Path(p).write_text(json.dumps(record.meta, indent=2, default=float)),
-    }
-    # All three are written to temporary files first and renamed only when all succeeded, so a
-    # failed write leaves the previous record intact.
-    tmps = {name: path.with_name(f".{path.name}.{os.getpid()}.tmp") for name, path in paths.items()}
-    try:
-        for name, tmp in tmps.items():
-            writers[name](tmp)
-        for name, tmp in tmps.items():
-            os.replace(tmp, paths[name])
-    except OSError as e:
-        raise MetaPB2Error(f"cannot write the record of {rid} in {out}: {e.strerror}") from None
-    finally:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
+def save_run(record: RunRecord, out_dir: str | Path) -> dict[str, Path]:
+    """Write the record, then remove the run's checkpoint (the record supersedes it)."""
+    paths = write_record(record, out_dir)
+    remove_checkpoint(checkpoint_path(out_dir, record.run_id))
     return paths
-
-
-def read_record(out_dir: str | Path, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    out = Path(out_dir)
-    return (
-        pd.read_parquet(out / f"{run_id}.points.parquet"),
-        pd.read_parquet(out / f"{run_id}.perturbations.parquet"),
-        json.loads((out / f"{run_id}.json").read_text()),
-    )

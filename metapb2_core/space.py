@@ -107,6 +107,10 @@ class SearchSpace:
                 raise MetaPB2Error(f"hyperparameter {p.name!r} = {v} lies outside [{p.low}, {p.high}]")
         return {p.name: float(config[p.name]) for p in self.params}
 
+    def describe(self) -> list[list]:
+        """[name, low, high, log] per parameter, in order: plain data for records and identities."""
+        return [[p.name, p.low, p.high, p.log] for p in self.params]
+
     def to_array(self, config: Config) -> np.ndarray:
         return np.array([config[n] for n in self.names], dtype=np.float64)
 

@@ -12,12 +12,23 @@ import pandas as pd
 
 from metapb2_core.envs import TASKS, get_task
 from metapb2_core.errors import MetaPB2Error
+from metapb2_core.evaluation.scores import run_scores
+from metapb2_core.meta.tables import meta_table_from_record, write_meta_table
 from metapb2_core.methods import get_method
 from metapb2_core.portfolio import Candidate, portfolio_for
 from metapb2_core.quirks import Quirks
-from metapb2_core.run import RunRecord, RunRequest
+from metapb2_core.run import RunRequest
 from metapb2_core.space import SEARCH_SPACE
-from metapb2_core.store import Catalog, Lineage, Replace, evaluation_rows, lineage_rows, run_rows, usage_edges
+from metapb2_core.store import (
+    Catalog,
+    Lineage,
+    Replace,
+    RunRecord,
+    evaluation_rows,
+    lineage_rows,
+    run_rows,
+    usage_edges,
+)
 
 META_METHOD = "pb2"  # the paper's meta-data are PB2 runs
 META_TAG = "meta"
@@ -69,7 +80,7 @@ def record_run(record: RunRecord, role: str, lin: Lineage, catalog: Catalog) -> 
     meta = record.meta
     changes = run_rows(record.points, record.perturbations, meta, role, lin)
     if role == "evaluation":
-        changes.append(evaluation_rows(record.points, meta["run_id"]))
+        changes.append(evaluation_rows(run_scores(record.points), meta["run_id"]))
     used = tuple(usage_edges(meta)["producer_run_id"])
     changes.append(lineage_rows(replace(lin, input_runs=lin.input_runs + used), [meta["run_id"]]))
     catalog.write(changes)
@@ -185,7 +196,5 @@ def evaluation_points(catalog: Catalog, family: str, budget: str) -> pd.DataFram
 
 
 def write_meta_data(record: RunRecord, paths: StudyPaths, by_values: bool = False) -> Path | None:
-    from metapb2_core.meta.tables import meta_table_from_record, write_meta_table
-
     table = meta_table_from_record(record.points, record.perturbations, record.meta, SEARCH_SPACE, by_values)
     return write_meta_table(paths.meta, table) if len(table) else None

@@ -1,13 +1,12 @@
 """A population without PPO, for method tests: each interval a member gains objective(config) + noise,
-and the lower quantile clones the upper one and asks the method, as the real loop does."""
+and the lower quantile clones the upper one and asks the method, through the real loop's round."""
 
 import math
 
 import numpy as np
 import pandas as pd
 
-from metapb2_core.methods import ExploreContext
-from metapb2_core.population import quantiles
+from metapb2_core.rounds import Suggestion, perturbation_round
 
 
 def lr_objective(shift: float = 3.5):
@@ -27,13 +26,9 @@ def simulate(method, seed, rounds, objective=None, n=4, noise=0.5):
         rows += [{"member": i, "time": time, **configs[i], "reward": reward[i]} for i in range(n)]
         if not method.perturbs or r == rounds:
             continue
-        lower, upper = quantiles(reward.copy())
-        pending = []
-        for m in lower:
-            clone = int(rng.choice(upper))
-            ctx = ExploreContext(m, clone, dict(configs[clone]), r, time, pd.DataFrame(rows), list(pending))
-            s = method.suggest(ctx)
-            suggestions.append(s)
-            configs[m], reward[m] = s.config, reward[clone]
-            pending.append(s.config)
+        for p in perturbation_round(
+            method, method.space, reward.copy(), configs, r, time, pd.DataFrame(rows), rng
+        ):
+            suggestions.append(Suggestion(p.new_config, p.diagnostics))
+            configs[p.member], reward[p.member] = p.new_config, reward[p.cloned_from]
     return configs, suggestions, pd.DataFrame(rows)

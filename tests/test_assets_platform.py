@@ -90,15 +90,26 @@ def test_portfolio_tables_and_leave_one_environment_out(study):
         assert sources <= others and (sources == others if len(others) == 1 else sources)
 
 
+def run_id_of(study, method, task):
+    found = sql(
+        study, "SELECT run_id FROM runs WHERE method = ? AND task = ? AND role = 'evaluation'", [method, task]
+    )
+    (rid,) = found["run_id"]
+    return rid
+
+
 def test_lineage_edges_from_evaluations_to_the_meta_runs_and_portfolio_they_used(study):
     edges = sql(study, "SELECT * FROM meta_usage")
     for target in TASKS:
         other = next(t for t in TASKS if t != target)
         for method in ("metaprior", "multitask", "taf"):
-            mine = edges[edges["consumer_run_id"] == f"{method}-{target}-smoke-s0"]
+            rid = run_id_of(study, method, target)
+            # the run id names its meta-data by content: a digest after the usual name
+            assert rid.startswith(f"{method}-{target}-smoke-s0-") and len(rid.rsplit("-", 1)[1]) == 8
+            mine = edges[edges["consumer_run_id"] == rid]
             assert set(mine["kind"]) == {"meta_data"}
             assert mine["producer_run_id"].tolist() == [f"pb2-{other}-smoke-s0-meta"]
-        warm = edges[edges["consumer_run_id"] == f"pb2_star_warm-{target}-smoke-s0"]
+        warm = edges[edges["consumer_run_id"] == run_id_of(study, "pb2_star_warm", target)]
         assert set(warm["kind"]) == {"portfolio"} and len(warm) == 5
         assert set(warm["producer_run_id"]) == {f"candidates-{other}-smoke-s0"}
         for method in ("pbt", "pb2", "random_search"):

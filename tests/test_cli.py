@@ -73,7 +73,7 @@ RUN = ["run", "--task", "cart_pole-earth", "--method", "pbt", "--quiet"]
         ([*RUN, "--bounds", "lr=1e-5"], "bad bounds 'lr=1e-5'"),
         ([*RUN, "--bounds", "lr=x:1e-3"], "must be numbers"),
         ([*RUN, "--bounds", "gamma=0.9:0.99"], "'gamma'"),
-        ([*RUN, "--seed", "-1"], "seed must be non-negative"),
+        ([*RUN, "--seed", "-1"], "seed must be an integer in [0, 2^32)"),
         (["run", "--method", "pbt"], "--task"),
         (["list", "things"], "invalid choice"),
         (["run", "--task", "cart_pole-earth", "--method", "taf"], "needs meta-data: pass --meta"),

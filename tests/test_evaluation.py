@@ -23,6 +23,7 @@ from metapb2_core.evaluation.stats import (
     nemenyi_q,
 )
 from metapb2_core.evaluation.tables import final_table_latex, final_table_wide
+from metapb2_core.store import RunRecord, write_record
 
 INTERVAL = 800
 
@@ -318,9 +319,12 @@ def test_single_task_evaluation_notes_the_missing_final_test():
 def test_load_points_from_a_folder_and_a_dataframe(tmp_path):
     points = make_points(grid(["t1"], ["a", "b"], [0], lambda *_: [1.0]))
     for run_id, df in points.groupby("run_id"):
-        (tmp_path / "nested").mkdir(exist_ok=True)
-        df.to_parquet(tmp_path / "nested" / f"{run_id}.points.parquet")
+        write_record(RunRecord(run_id, df, pd.DataFrame(), {"run_id": run_id}), tmp_path / "nested")
     (tmp_path / ".x.points.parquet.123.tmp").write_text("half-written")
+    # points without a manifest: a writer killed before its record was complete
+    points.head(3).assign(run_id="c-t1-smoke-s0").to_parquet(
+        tmp_path / "nested" / "c-t1-smoke-s0.points.parquet"
+    )
     loaded = load_points(tmp_path)
     assert sorted(loaded["run_id"].unique()) == ["a-t1-smoke-s0", "b-t1-smoke-s0"]
     assert len(load_points(points)) == len(points)

@@ -1,12 +1,11 @@
-"""PPO really learns: PBT solves cart pole within the short budget."""
+"""PPO really learns: PBT solves cart pole within the short budget (the run of `metapb2 run` that
+tests/test_resume.py also compares resumed runs with)."""
 
 import numpy as np
 
-from metapb2_core.run import RunRequest, execute_run
 
-
-def test_pbt_short_budget_solves_cart_pole():
-    record = execute_run(RunRequest("cart_pole-earth", "pbt", seed=0, budget="short"))
+def test_pbt_short_budget_solves_cart_pole(short_pbt_record):
+    record = short_pbt_record
     evals = record.points[record.points.eval_is_fresh]
     best_per_point = evals.groupby("timesteps")["eval_return"].max()
     assert record.best_final_eval >= 400.0, best_per_point.to_dict()

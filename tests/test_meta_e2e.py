@@ -3,33 +3,16 @@ three-step portfolio → PB2* warm. Every run records where its knowledge came f
 
 import json
 
+import pandas as pd
 import pytest
+from conftest import META_SOURCES as SOURCES
+from conftest import META_TARGET as TARGET
 
 from metapb2_core.budgets import get_budget
-from metapb2_core.meta.tables import build_meta_dir
 from metapb2_core.portfolio import build_portfolios
-from metapb2_core.run import RunRequest, execute_run, write_record
+from metapb2_core.run import RunRequest, execute_run
 from metapb2_core.space import SEARCH_SPACE
-
-SOURCES = ["cart_pole-earth", "cart_pole-venus", "acrobot-earth"]
-TARGET = "cart_pole-saturn"
-
-
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    for task in SOURCES:
-        write_record(execute_run(RunRequest(task, "pb2", 0, "smoke")), runs)
-    return runs
-
-
-@pytest.fixture(scope="module")
-def meta_dir(tmp_path_factory, runs_dir):
-    runs = runs_dir
-    out = tmp_path_factory.mktemp("meta")
-    written = build_meta_dir(runs, out, SEARCH_SPACE)
-    assert sorted(p.parent.name for p in written) == sorted(SOURCES)
-    return out
+from metapb2_core.store import read_record
 
 
 @pytest.mark.parametrize("method", ["metaprior", "multitask", "taf"])
@@ -79,16 +62,19 @@ def test_meta_data_from_a_catalog_query_equal_the_meta_directory(tmp_path, runs_
     from metapb2_core.errors import MetaPB2Error
     from metapb2_core.meta.sources import load_meta
     from metapb2_core.meta.tables import load_meta_tables
-    from metapb2_core.run import read_record
     from metapb2_core.store import Catalog, Lineage, run_rows
 
     catalog = Catalog(tmp_path / "study.duckdb")
-    lin = Lineage("classic/meta_runs", "0|x", "dagster-run", "v1")
+
+    def lin(task: str) -> Lineage:  # one partition per run, as meta_runs records them
+        return Lineage("classic/meta_runs", f"0|{task}", "dagster-run", "v1")
+
     for task in SOURCES:
-        catalog.write(run_rows(*read_record(runs_dir, f"pb2-{task}-smoke-s0"), "meta", lin))
+        rec = read_record(runs_dir, f"pb2-{task}-smoke-s0")
+        catalog.write(run_rows(rec.points, rec.perturbations, rec.meta, "meta", lin(task)))
     # the target's own pb2 run is in the catalog too, and must never be read
     own = execute_run(RunRequest(TARGET, "pb2", 0, "smoke"))
-    catalog.write(run_rows(own.points, own.perturbations, own.meta, "meta", lin))
+    catalog.write(run_rows(own.points, own.perturbations, own.meta, "meta", lin(TARGET)))
 
     expected = load_meta_tables(meta_dir, TARGET)
     for source in (f"{catalog.path}", f"{catalog.path}:role = 'meta' AND budget = 'smoke'"):
@@ -107,3 +93,42 @@ def test_meta_data_from_a_catalog_query_equal_the_meta_directory(tmp_path, runs_
 
     record = execute_run(RunRequest(TARGET, "taf", 1, "smoke", meta=f"{catalog.path}:role = 'meta'"))
     assert set(record.meta["meta_tasks"]) == set(SOURCES)
+
+
+@pytest.mark.parametrize("budget", ["smoke", pytest.param("short", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "method, faithful",
+    [("pb2", False), ("pb2", True), ("pb2_star", False), ("pb2_star", True), ("taf", False)],
+)
+def test_the_table_rebuilt_from_a_record_equals_the_methods_live_table(
+    method, faithful, budget, meta_dir, monkeypatch
+):
+    """One builder (bandit.data_table) serves both: the table a PB2-family method held at its last
+    suggestion of a real run equals the one meta-data are made from, rebuilt from the record
+    (smoke: 2 rounds; short, with -m slow: 14 rounds, 246 s for the five)."""
+    from metapb2_core.meta.tables import data_table_from_record
+    from metapb2_core.run import ResolvedRun
+
+    seen = {}
+    build = ResolvedRun.build_method
+
+    def capturing(self):
+        m = build(self)
+        ask = m.suggest
+
+        def suggest(ctx):
+            seen["table"], seen["method"] = ctx.table, m
+            return ask(ctx)
+
+        m.suggest = suggest
+        return m
+
+    monkeypatch.setattr(ResolvedRun, "build_method", capturing)
+    rec = execute_run(RunRequest(TARGET, method, 3, budget, faithful, meta=str(meta_dir)))
+    last = int(rec.perturbations["timesteps"].max())
+    live = seen["method"].data_table(seen["table"])
+    rebuilt = data_table_from_record(
+        rec.points[rec.points["timesteps"] <= last], rec.perturbations, SEARCH_SPACE
+    )
+    assert len(rebuilt) == len(seen["table"]) + int(rec.perturbations["explore_time"].notna().sum())
+    pd.testing.assert_frame_equal(rebuilt, live, check_dtype=False)

@@ -13,8 +13,8 @@ from metapb2_core import bandit
 from metapb2_core.gp.kernel import KernelSpec
 from metapb2_core.gp.model import fit_gp
 from metapb2_core.methods import ExploreContext, get_method
-from metapb2_core.population import quantiles
 from metapb2_core.quirks import Quirks
+from metapb2_core.rounds import perturbation_round
 from metapb2_core.space import SEARCH_SPACE
 
 NAMES = SEARCH_SPACE.names
@@ -237,14 +237,9 @@ def test_property_suggestions_are_finite_and_inside_the_bounds(name, n, rounds, 
     for r in range(1, rounds + 1):
         scores = np.array([next(it) for _ in range(n)])
         rows += [{"member": i, "time": r * 10, **configs[i], "reward": scores[i]} for i in range(n)]
-        lower, upper = quantiles(scores)
-        pending = []
-        for m in lower:
-            clone = int(rng.choice(upper))
-            s = method.suggest(
-                ExploreContext(m, clone, dict(configs[clone]), r, r * 10, pd.DataFrame(rows), pending)
-            )
-            assert all(math.isfinite(v) for v in s.config.values())
-            SEARCH_SPACE.validate(s.config)  # raises outside the bounds
-            configs[m] = s.config
-            pending = [*pending, s.config]
+        # perturbation_round validates every suggestion: it raises outside the bounds
+        for p in perturbation_round(
+            method, SEARCH_SPACE, scores, configs, r, r * 10, pd.DataFrame(rows), rng
+        ):
+            assert all(math.isfinite(v) for v in p.new_config.values())
+            configs[p.member] = p.new_config

@@ -6,10 +6,12 @@ import pytest
 
 from metapb2_core.budgets import get_budget
 from metapb2_core.envs import get_task
-from metapb2_core.methods import ExploreContext, Method, Suggestion
-from metapb2_core.population import quantiles, run_population
+from metapb2_core.errors import MetaPB2Error
+from metapb2_core.methods import ExploreContext, Method, Suggestion, get_method
+from metapb2_core.population import run_population
 from metapb2_core.ppo.trainer import get_trainer, hparams_from_configs
-from metapb2_core.space import SEARCH_SPACE
+from metapb2_core.rounds import quantiles
+from metapb2_core.space import SEARCH_SPACE, Param, SearchSpace
 
 TASK = get_task("cart_pole-earth")
 SMOKE = get_budget("smoke")
@@ -125,3 +127,41 @@ def test_loop_exploits_lowest_with_a_top_member_and_applies_the_suggestion():
     exploited = {p.member for p in result.perturbations}
     for m in set(range(4)) - exploited:
         assert points[points.member == m]["lr"].nunique() == 1
+
+
+# ---- the search space drives the trainer's traced hyperparameters ------------------------------------
+
+FOUR = SearchSpace([*SEARCH_SPACE.params, Param("entropy_coeff", 0.0, 0.05)])
+
+
+def test_a_fourth_parameter_reaches_the_trainer():
+    trainer = get_trainer("cart_pole", SMOKE)
+    env_params = TASK.env_params()
+    pop = trainer.init(jax.random.split(jax.random.PRNGKey(0), 4), env_params)
+
+    def entropy_after(coeffs):
+        hp = hparams_from_configs([{**CONFIG, "entropy_coeff": c} for c in coeffs])
+        _, metrics = trainer.iterate(pop, hp, env_params)
+        return np.asarray(metrics.entropy)
+
+    default = np.asarray(trainer.iterate(pop, hparams_from_configs([CONFIG] * 4), env_params)[1].entropy)
+    assert np.array_equal(entropy_after([0.0] * 4), default)  # a traced 0 is the constant 0
+    bonus = entropy_after([0.0, 0.0, 5.0, 5.0])  # per member: only members 2 and 3 get the bonus
+    assert np.array_equal(bonus[:2], default[:2]) and (bonus[2:] > default[2:]).all()
+
+    # through the loop: the column, the configurations and the perturbations carry it
+    result = run_population(
+        TASK, get_method("pbt")(FOUR, np.random.default_rng(0)), SMOKE, 0, FOUR, env_params
+    )
+    assert result.points["entropy_coeff"].between(0.0, 0.05).all()
+    assert all("entropy_coeff" in p.new_config for p in result.perturbations)
+    assert any(p.new_config["entropy_coeff"] != p.old_config["entropy_coeff"] for p in result.perturbations)
+
+
+def test_a_parameter_the_trainer_cannot_tune_is_a_clear_error_before_compiling():
+    space = SearchSpace([*SEARCH_SPACE.params, Param("hidden_units", 16.0, 256.0)])
+    method = get_method("random_search")(space, np.random.default_rng(0))
+    with pytest.raises(
+        MetaPB2Error, match="'hidden_units' of the search space are not PPO settings .*tunable: lr"
+    ):
+        run_population(TASK, method, SMOKE, 0, space, TASK.env_params())

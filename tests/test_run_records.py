@@ -14,7 +14,8 @@ from metapb2_core.budgets import get_budget
 from metapb2_core.envs import TASKS
 from metapb2_core.errors import MetaPB2Error, UnknownNameError
 from metapb2_core.methods import METHODS
-from metapb2_core.run import RunRecord, RunRequest, execute_run, read_record, write_record
+from metapb2_core.run import RunRequest, execute_run
+from metapb2_core.store import RunRecord, read_record, write_record
 
 TASK = "cart_pole-earth"
 HPARAMS = ["lr", "lambda", "clip_param"]
@@ -49,6 +50,8 @@ PERTURBATION_COLUMNS = [
     "clone_score",
     *[f"old_{n}" for n in HPARAMS],
     *[f"new_{n}" for n in HPARAMS],
+    "explore_time",
+    "explore_reward",
     "diagnostics",
 ]
 TIMING = ["wall_seconds", "total_run_time"]
@@ -157,7 +160,7 @@ def test_pbt_perturbations(pbt):
     assert len(pert) == (INTERVALS - 1) * 1
     assert pert["round"].tolist() == [1, 2]
     assert pert["timesteps"].tolist() == [800, 1600]
-    assert set(pert["run_id"]) == {pbt.request.run_id}
+    assert set(pert["run_id"]) == {pbt.run_id}
 
     for _, p in pert.iterrows():
         t = int(p["timesteps"])
@@ -215,7 +218,7 @@ def test_same_seed_same_records(pbt):
 
 def test_other_seed_other_initial_configs(pbt):
     other = execute_run(RunRequest(TASK, "pbt", 1))
-    assert other.request.run_id == f"pbt-{TASK}-smoke-s1"
+    assert other.run_id == f"pbt-{TASK}-smoke-s1"
     for m in range(MEMBERS):
         a, b = config_at(pbt.points, m, BATCH), config_at(other.points, m, BATCH)
         assert all(a[n] != b[n] for n in HPARAMS), (m, a, b)
@@ -225,27 +228,29 @@ def test_other_seed_other_initial_configs(pbt):
 
 
 def test_write_read_round_trip_and_replace(pbt, tmp_path):
-    rid = pbt.request.run_id
+    rid = pbt.run_id
     paths = write_record(pbt, tmp_path)
     names = {f"{rid}.points.parquet", f"{rid}.perturbations.parquet", f"{rid}.json"}
     assert {p.name for p in paths.values()} == names
     assert {p.name for p in tmp_path.iterdir()} == names
 
-    points, pert, meta = read_record(tmp_path, rid)
+    back = read_record(tmp_path, rid)
+    points, pert, meta = back.points, back.perturbations, back.meta
     pd.testing.assert_frame_equal(points, pbt.points)
     pd.testing.assert_frame_equal(pert, pbt.perturbations)
     assert meta == pbt.meta
 
     # A second write of the same run replaces all three files and leaves no temporary file behind.
     changed = RunRecord(
-        pbt.request,
+        pbt.run_id,
         pbt.points[pbt.points["member"] == 2].reset_index(drop=True),
         pbt.perturbations.iloc[:1],
         {**pbt.meta, "note": "second write"},
     )
     write_record(changed, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == names
-    points, pert, meta = read_record(tmp_path, rid)
+    back = read_record(tmp_path, rid)
+    points, pert, meta = back.points, back.perturbations, back.meta
     assert len(points) == ITERATIONS and set(points["member"]) == {2}
     assert len(pert) == 1
     assert meta["note"] == "second write"
@@ -253,7 +258,8 @@ def test_write_read_round_trip_and_replace(pbt, tmp_path):
 
 def test_round_trip_of_an_empty_perturbations_table(rs, tmp_path):
     write_record(rs, tmp_path / "a" / "b")  # creates missing parents
-    points, pert, meta = read_record(tmp_path / "a" / "b", rs.request.run_id)
+    back = read_record(tmp_path / "a" / "b", rs.run_id)
+    points, pert, meta = back.points, back.perturbations, back.meta
     pd.testing.assert_frame_equal(points, rs.points)
     assert len(pert) == 0 and pert.columns.tolist() == PERTURBATION_COLUMNS
     assert meta == rs.meta
@@ -264,13 +270,13 @@ def test_write_into_unwritable_location(pbt, tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(MetaPB2Error, match="cannot create output directory"):
         write_record(pbt, blocker / "out")
-    with pytest.raises(MetaPB2Error, match="cannot create output directory"):
+    with pytest.raises(MetaPB2Error, match="is a file, not a directory"):
         write_record(pbt, blocker)
     assert blocker.read_text() == "not a directory"
 
     # A target path that is a directory: the write fails, and no temporary file is left behind.
     out = tmp_path / "out"
-    (out / f"{pbt.request.run_id}.json").mkdir(parents=True)
+    (out / f"{pbt.run_id}.json").mkdir(parents=True)
     with pytest.raises(
         MetaPB2Error, match=r"cannot write the record of pbt-cart_pole-earth-smoke-s0 in .*out"
     ):
@@ -285,7 +291,7 @@ def test_request_is_checked_before_running():
         execute_run(RunRequest(TASK, "nope", 0))
     with pytest.raises(UnknownNameError, match="unknown budget"):
         execute_run(RunRequest(TASK, "pbt", 0, budget="huge"))
-    with pytest.raises(MetaPB2Error, match="seed must be non-negative"):
+    with pytest.raises(MetaPB2Error, match=r"seed must be an integer in \[0, 2\^32\)"):
         execute_run(RunRequest(TASK, "pbt", -1))
     with pytest.raises(MetaPB2Error, match="'lr'.*reversed"):
         execute_run(RunRequest(TASK, "pbt", 0, bounds={"lr": (1e-3, 1e-5)}))
@@ -341,7 +347,7 @@ def test_faithful_pendulum_ignores_the_context():
         for faithful in (True, False)
     }
     a, b = runs["uranus", True], runs["neptune", True]
-    assert a.request.run_id == "pbt-pendulum-uranus-smoke-s0-faithful"
+    assert a.run_id == "pbt-pendulum-uranus-smoke-s0-faithful"
     assert a.meta["faithful"] is True and runs["uranus", False].meta["faithful"] is False
 
     # Faithful: gravity never reaches the dynamics, and the seed fixes everything else.

@@ -10,6 +10,7 @@ import pandas as pd
 
 from metapb2_core.evaluation.evaluate import Evaluation
 from metapb2_core.evaluation.style import method_colors, new_figure, save
+from metapb2_core.space import SEARCH_SPACE
 
 REFERENCE_METHOD = "pb2"  # runtime differences are shown relative to its median, as the original
 
@@ -91,8 +92,6 @@ def best_member_schedule(points: pd.DataFrame, run_id: str) -> tuple[int, pd.Dat
 def plot_schedules(ev: Evaluation, points: pd.DataFrame, task: str, path: str | Path) -> Path:
     """Hyperparameters (and evaluation return) of each method's best final member on ``task``,
     for the lowest seed every method ran."""
-    from metapb2_core.space import SEARCH_SPACE
-
     params = [p for p in SEARCH_SPACE.params if p.name in points.columns]
     runs = ev.scores[ev.scores["task"] == task].drop_duplicates("run_id")
     common = set.intersection(*(set(df["seed"]) for _, df in runs.groupby("method")))

@@ -11,14 +11,14 @@ from pathlib import Path
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from metapb2_core.methods import METHODS
+
 DPI = 150
 
 
 def method_colors(methods: list[str]) -> dict[str, tuple]:
     """Colour of each method, keyed by its position in the sorted method registry (names not in
     the registry follow it, sorted), so a method keeps its colour whichever others are shown."""
-    from metapb2_core.methods import METHODS
-
     known = sorted(METHODS)
     order = known + sorted(set(methods) - set(known))
     palette = colormaps["tab10"].colors if len(order) <= 10 else colormaps["tab20"].colors

@@ -7,7 +7,6 @@ run_id, method, seed, budget, member, time, r_before, the hyperparameters and y.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pandas as pd
 from metapb2_core import bandit
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.space import SearchSpace
+from metapb2_core.store.records import read_record, record_ids
 
 
 class MetaLeakError(MetaPB2Error):
@@ -25,34 +25,35 @@ class MetaLeakError(MetaPB2Error):
 def data_table_from_record(
     points: pd.DataFrame, perturbations: pd.DataFrame, space: SearchSpace
 ) -> pd.DataFrame:
-    """The data table of a finished run: a record row per member and evaluation, an explore row per
-    perturbation (the new configuration starting from the clone's reward), segments by exploit."""
+    """The data table a PB2-family method held at the end of a finished run, rebuilt from its record:
+    a record row per member and evaluation, the explore rows the method recorded per perturbation,
+    segments by exploit (``bandit.data_table``, the builder the methods use live)."""
     names = space.names
-    fresh = points[points["eval_is_fresh"]]
-    rec = pd.DataFrame(
+    fresh = points[points["eval_is_fresh"].astype(bool)]
+    records = pd.DataFrame(
         {
             "member": fresh["member"].to_numpy(),
             "time": fresh["timesteps"].to_numpy(),
             **{n: fresh[n].to_numpy(dtype=np.float64) for n in names},
             "reward": fresh["eval_return"].to_numpy(dtype=np.float64),
-            "explore": False,
         }
     )
-    exp = pd.DataFrame(
-        {
-            "member": perturbations["member"].to_numpy(),
-            "time": perturbations["timesteps"].to_numpy(),
-            **{n: perturbations[f"new_{n}"].to_numpy(dtype=np.float64) for n in names},
-            "reward": perturbations["clone_score"].to_numpy(dtype=np.float64),
-            "explore": True,
-        }
-    )
-    rows = pd.concat([rec, exp], ignore_index=True) if len(exp) else rec
     exploit_times: dict[int, list[int]] = {}
-    for m, t in zip(perturbations["member"], perturbations["timesteps"], strict=True):
-        exploit_times.setdefault(int(m), []).append(int(t))
-    rows["segment"] = bandit.tag_segments(rows, exploit_times)
-    return rows
+    explore_rows = []
+    for p in perturbations.to_dict("records"):
+        times = exploit_times.setdefault(int(p["member"]), [])
+        times.append(int(p["timesteps"]))
+        if np.isfinite(p["explore_time"]):
+            explore_rows.append(
+                {
+                    "member": int(p["member"]),
+                    "time": int(p["explore_time"]),
+                    **{n: float(p[f"new_{n}"]) for n in names},
+                    "reward": float(p["explore_reward"]),
+                    "segment": len(times),
+                }
+            )
+    return bandit.data_table(records, explore_rows, exploit_times, names)
 
 
 def meta_table_from_record(
@@ -84,17 +85,13 @@ def build_meta_dir(
     by_values: bool = False,
 ) -> list[Path]:
     """Turn every record of ``method`` in ``runs_dir`` into a meta table in ``meta_dir``."""
-    from metapb2_core.run import read_record
-
     runs = Path(runs_dir)
-    metas = sorted(runs.glob("*.json"))
     written = []
-    for path in metas:
-        meta = json.loads(path.read_text())
-        if meta.get("method") != method:
+    for rid in record_ids(runs):
+        record = read_record(runs, rid)
+        if record.meta.get("method") != method:
             continue
-        points, perturbations, meta = read_record(runs, meta["run_id"])
-        table = meta_table_from_record(points, perturbations, meta, space, by_values)
+        table = meta_table_from_record(record.points, record.perturbations, record.meta, space, by_values)
         if len(table):
             written.append(write_meta_table(meta_dir, table))
     if not written:

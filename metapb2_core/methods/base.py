@@ -8,34 +8,19 @@ and may keep their own state between calls.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
-from metapb2_core.errors import UnknownNameError
+from metapb2_core.errors import MetaPB2Error, UnknownNameError
 from metapb2_core.quirks import Quirks
+from metapb2_core.rounds import ExploreContext, Suggestion
 from metapb2_core.space import Config, SearchSpace
 
-
-@dataclass(frozen=True)
-class ExploreContext:
-    member: int  # the member that exploits (lower quantile)
-    clone: int  # the member it copied weights from (upper quantile)
-    clone_config: Config
-    round: int  # perturbation round, 1-based
-    time: int  # env steps per member at this round
-    table: pd.DataFrame  # record rows so far: member, time, one column per hyperparameter, reward
-    pending: list[Config] = field(default_factory=list)  # configurations handed out earlier this round
-
-
-@dataclass
-class Suggestion:
-    config: Config
-    diagnostics: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable, stored per perturbation
+__all__ = ["METHODS", "ExploreContext", "Method", "Suggestion", "get_method", "register_method"]
 
 
 class Method(ABC):
@@ -43,6 +28,9 @@ class Method(ABC):
     perturbs: ClassVar[bool] = True  # False: members train independently (no exploit/explore)
     # keyword inputs the run must supply: "meta_tables" + "target_task" (meta methods), "portfolio"
     requires: ClassVar[tuple[str, ...]] = ()
+    # attributes that change while a run goes on; with the RNG they are the method's whole state,
+    # which a checkpoint saves and a resumed run restores (everything else is rebuilt from the inputs)
+    state_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, quirks: Quirks = Quirks(), **options: Any
@@ -58,6 +46,22 @@ class Method(ABC):
     @abstractmethod
     def suggest(self, ctx: ExploreContext) -> Suggestion:
         """The new configuration of ``ctx.member``, which now carries ``ctx.clone``'s weights."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What changed since construction: the RNG state and ``state_attributes`` (plain data)."""
+        return {
+            "method": self.name,
+            "rng": self.rng.bit_generator.state,
+            **{a: copy.deepcopy(getattr(self, a)) for a in self.state_attributes},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()`` of a method built with the same inputs."""
+        if state.get("method") != self.name:
+            raise MetaPB2Error(f"state of method {state.get('method')!r} cannot be loaded into {self.name!r}")
+        self.rng.bit_generator.state = state["rng"]
+        for a in self.state_attributes:
+            setattr(self, a, copy.deepcopy(state[a]))
 
 
 METHODS: dict[str, type[Method]] = {}

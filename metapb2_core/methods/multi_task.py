@@ -3,7 +3,7 @@ of the highest-weighted meta tasks; UCB on the target output."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ LCM_EVALS = 30
 @register_method
 class MultiTaskPB2(MetaPB2Base):
     name = "multitask"
+    state_attributes: ClassVar[tuple[str, ...]] = (*MetaPB2Base.state_attributes, "_last_fit")
 
     def __init__(self, *args: Any, lcm_evals: int = LCM_EVALS, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -7,7 +7,7 @@ member starts under a new configuration, so that its next record row yields a tr
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,7 @@ def pb2_star_variant(quirks: Quirks) -> Variant:
 
 class _PB2Base(Method):
     variant_for: Any = None
+    state_attributes: ClassVar[tuple[str, ...]] = ("explore_rows", "exploit_times")
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, quirks: Quirks = Quirks(), **options: Any
@@ -64,11 +65,7 @@ class _PB2Base(Method):
     # ---- the data table ------------------------------------------------------------------------
     def data_table(self, records: pd.DataFrame) -> pd.DataFrame:
         """Record rows and explore rows, each tagged with the exploit segment it belongs to."""
-        names = self.space.names
-        rec = records[["member", "time", *names, "reward"]].assign(explore=False)
-        rows = pd.concat([rec, pd.DataFrame(self.explore_rows, columns=rec.columns)], ignore_index=True)
-        rows["segment"] = bandit.tag_segments(rows, self.exploit_times)
-        return rows
+        return bandit.data_table(records, self.explore_rows, self.exploit_times, self.space.names)
 
     def suggest(self, ctx: ExploreContext) -> Suggestion:
         names = self.space.names
@@ -83,23 +80,28 @@ class _PB2Base(Method):
             else:
                 config, mode = dict(ctx.clone_config), "copy_clone"
             diagnostics: dict[str, Any] = {"mode": mode}
-            if self.variant.explore_row_always:
-                self._add_explore_row(ctx.member, ctx.time, config, clone_reward)
-            return Suggestion(config, diagnostics)
+            if not self.variant.explore_row_always:
+                return Suggestion(config, diagnostics)
+            return Suggestion(
+                config, diagnostics, self._add_explore_row(ctx.member, ctx.time, config, clone_reward)
+            )
 
         last = clone_rows.iloc[-1]
         config, diagnostics = self._select(trans, (float(last["time"]), float(last["r_before"])), ctx.pending)
-        self._add_explore_row(ctx.member, ctx.time, config, clone_reward)
-        return Suggestion(config, diagnostics)
+        return Suggestion(
+            config, diagnostics, self._add_explore_row(ctx.member, ctx.time, config, clone_reward)
+        )
 
     def initializer(self) -> Config:
         """A round-1 configuration for a member whose clone has no data yet (Q36): a prior draw."""
         return self.space.sample(self.rng)
 
-    def _add_explore_row(self, member: int, time: int, config: Config, reward: float) -> None:
+    def _add_explore_row(self, member: int, time: int, config: Config, reward: float) -> tuple[int, float]:
+        segment = len(self.exploit_times[member])
         self.explore_rows.append(
-            {"member": member, "time": time, **config, "reward": reward, "explore": True}
+            {"member": member, "time": time, **config, "reward": reward, "segment": segment}
         )
+        return time, reward
 
     # ---- the GP-UCB selection ------------------------------------------------------------------
     def _select(self, trans: pd.DataFrame, newpoint: tuple[float, float], pending: list[Config]):

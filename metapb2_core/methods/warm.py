@@ -11,19 +11,15 @@ from metapb2_core.errors import MetaPB2Error
 from metapb2_core.methods.base import register_method
 from metapb2_core.methods.pb2 import PB2Star
 from metapb2_core.quirks import Quirks
+from metapb2_core.rounds import exploits_per_round
 from metapb2_core.space import Config, SearchSpace
-
-
-def round_one_exploits(n: int) -> int:
-    from metapb2_core.population import quantiles
-
-    return len(quantiles(np.zeros(n))[0])
 
 
 @register_method
 class PB2StarWarm(PB2Star):
     name = "pb2_star_warm"
     requires: ClassVar[tuple[str, ...]] = ("portfolio",)
+    state_attributes: ClassVar[tuple[str, ...]] = (*PB2Star.state_attributes, "_next")
 
     def __init__(
         self,
@@ -39,7 +35,7 @@ class PB2StarWarm(PB2Star):
         self._next = 0
 
     def initial_configs(self, n: int) -> list[Config]:
-        need = n + round_one_exploits(n)
+        need = n + exploits_per_round(n)
         if len(self.portfolio) < need:
             raise MetaPB2Error(
                 f"portfolio has {len(self.portfolio)} entries but {need} are needed ({n} members + "

@@ -19,6 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from metapb2_core.budgets import Budget
 from metapb2_core.envs import EnvParams, make_env, step_autoreset
+from metapb2_core.errors import MetaPB2Error
 from metapb2_core.ppo import adam
 from metapb2_core.ppo import distributions as D
 from metapb2_core.ppo.losses import (
@@ -32,13 +33,31 @@ from metapb2_core.ppo.losses import (
 from metapb2_core.ppo.networks import actor, critic, forward_flops_per_sample, init_params
 from metapb2_core.ppo.shuffle import permutation
 
+# Search-space names the trainer traces per member, and the PPOSettings field each one replaces.
+# Every other PPO setting is a constant of the program; sizes (batch, epochs, minibatch) are shapes.
+TUNABLE: dict[str, str] = {
+    "lr": "lr",
+    "lambda": "lam",
+    "clip_param": "clip_param",
+    "gamma": "gamma",
+    "vf_clip_param": "vf_clip_param",
+    "vf_loss_coeff": "vf_loss_coeff",
+    "entropy_coeff": "entropy_coeff",
+    "kl_target": "kl_target",
+}
 
-class HParams(NamedTuple):
-    """The tuned hyperparameters as arrays (one entry per member in a population)."""
+# The tuned hyperparameters by search-space name, one float32 entry per member.
+HParams = dict[str, jax.Array]
 
-    lr: jax.Array
-    lam: jax.Array
-    clip_param: jax.Array
+
+def check_tunable(names: list[str]) -> None:
+    """Refuse a search space naming something the trainer cannot trace, naming the parameter."""
+    unknown = [n for n in names if n not in TUNABLE]
+    if unknown:
+        raise MetaPB2Error(
+            f"hyperparameter(s) {', '.join(map(repr, unknown))} of the search space are not PPO settings "
+            f"the trainer can tune; tunable: {', '.join(TUNABLE)}"
+        )
 
 
 class MemberState(NamedTuple):
@@ -166,16 +185,20 @@ class PopulationTrainer:
         (env_state, obs, ep_return), traj = jax.lax.scan(one_step, (m.env_state, m.obs, m.ep_return), keys)
         return m._replace(env_state=env_state, obs=obs, ep_return=ep_return), traj
 
+    def _setting(self, hp: HParams, name: str):
+        """A tuned value (traced, this member's) where the search space has it, else the constant."""
+        return hp[name] if name in hp else getattr(self.settings, TUNABLE[name])
+
     def _loss(self, params, batch, hp: HParams, kl_coeff):
-        discrete, s = self.spec.discrete, self.settings
+        discrete, s = self.spec.discrete, lambda name: self._setting(hp, name)  # noqa: E731
         dist = actor(params, batch["obs"])
         values = critic(params, batch["obs"])
         ratio = jnp.exp(D.log_prob(dist, batch["action"], discrete) - batch["logp"])
-        surrogate = clipped_surrogate(ratio, batch["advantages"], hp.clip_param).mean()
+        surrogate = clipped_surrogate(ratio, batch["advantages"], s("clip_param")).mean()
         kl = D.kl(batch["dist"], dist, discrete).mean()
-        vf_loss = clipped_value_loss(values, batch["value_targets"], s.vf_clip_param).mean()
+        vf_loss = clipped_value_loss(values, batch["value_targets"], s("vf_clip_param")).mean()
         entropy = D.entropy(dist, discrete).mean()
-        total = -surrogate + s.vf_loss_coeff * vf_loss - s.entropy_coeff * entropy + kl_coeff * kl
+        total = -surrogate + s("vf_loss_coeff") * vf_loss - s("entropy_coeff") * entropy + kl_coeff * kl
         return total, (kl, -surrogate, vf_loss, entropy)
 
     def _update(self, m: MemberState, batch: dict, hp: HParams, key: jax.Array):
@@ -193,7 +216,7 @@ class PopulationTrainer:
             params, opt_state = carry
             mb = mb_or_idx if whole else jax.tree_util.tree_map(lambda x: x[mb_or_idx], batch)
             grads, aux = grad_fn(params, mb, hp, m.kl_coeff)
-            params, opt_state = adam.step(params, grads, opt_state, hp.lr)
+            params, opt_state = adam.step(params, grads, opt_state, self._setting(hp, "lr"))
             return (params, opt_state), jnp.stack(aux)
 
         def epoch(carry, k):
@@ -213,9 +236,8 @@ class PopulationTrainer:
         m, traj = self._rollout(m, env_params, k_roll)
         values = critic(m.params, traj["obs"])
         bootstrap = critic(m.params, traj["final_obs"])
-        adv, targets = gae(
-            traj["reward"], values, bootstrap, traj["terminated"], traj["done"], self.settings.gamma, hp.lam
-        )
+        gamma, lam = self._setting(hp, "gamma"), self._setting(hp, "lambda")
+        adv, targets = gae(traj["reward"], values, bootstrap, traj["terminated"], traj["done"], gamma, lam)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [T, E, ...] -> [T*E, ...]
         data = {k: flat(traj[k]) for k in ("obs", "action", "logp", "dist")}
         data["advantages"] = standardize(flat(adv))
@@ -226,7 +248,7 @@ class PopulationTrainer:
     def _learn(self, m: MemberState, batch: Batch, hp: HParams) -> tuple[MemberState, IterationMetrics]:
         """30 epochs of minibatch Adam on the batch, then the KL-coefficient update."""
         params, opt_state, (kl, pi_loss, vf_loss, ent) = self._update(m, batch.data, hp, batch.key)
-        kl_coeff = update_kl_coeff(m.kl_coeff, kl, self.settings.kl_target)
+        kl_coeff = update_kl_coeff(m.kl_coeff, kl, self._setting(hp, "kl_target"))
         metrics = IterationMetrics(
             train_return=jnp.where(
                 batch.episodes > 0, batch.return_sum / jnp.maximum(batch.episodes, 1), jnp.nan
@@ -284,6 +306,23 @@ class PopulationTrainer:
             params=take(pop.params), opt_state=take(pop.opt_state), kl_coeff=pop.kl_coeff[source]
         )
 
+    def restore(self, leaves: list[np.ndarray], env_params: EnvParams) -> MemberState:
+        """A population from the leaves (``jax.tree_util.tree_leaves``) of one saved to host memory,
+        placed on the devices as ``init`` places a new one."""
+        n = self.budget.population_size
+        like = jax.eval_shape(self.init, jax.random.split(jax.random.PRNGKey(0), n), env_params)
+        want = jax.tree_util.tree_leaves(like)
+        if len(want) != len(leaves) or any(
+            tuple(w.shape) != np.shape(x) or w.dtype != np.asarray(x).dtype
+            for w, x in zip(want, leaves, strict=False)
+        ):
+            raise MetaPB2Error(
+                "the saved population does not fit this trainer (another environment or budget)"
+            )
+        sharding = NamedSharding(self.mesh, P("m"))
+        placed = [jax.device_put(np.asarray(x), sharding) for x in leaves]
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), placed)
+
     # ---- cost model, for benchmarks and progress -------------------------------------------
     def update_flops_per_iteration(self) -> float:
         """FLOPs of one member's SGD in one iteration: forward + backward ≈ 3 × forward."""
@@ -300,8 +339,13 @@ def member_devices(population_size: int) -> list:
 
 
 def hparams_from_configs(configs: list[dict[str, float]]) -> HParams:
-    arr = lambda k: jnp.asarray(np.array([c[k] for c in configs], dtype=np.float32))  # noqa: E731
-    return HParams(lr=arr("lr"), lam=arr("lambda"), clip_param=arr("clip_param"))
+    """The members' configurations (one search space: the same names, in its order) as the traced
+    hyperparameters of the trainer's programs."""
+    names = list(configs[0])
+    check_tunable(names)
+    if any(list(c) != names for c in configs):
+        raise MetaPB2Error(f"the members' configurations name different hyperparameters: {configs}")
+    return {n: jnp.asarray(np.array([c[n] for c in configs], dtype=np.float32)) for n in names}
 
 
 @functools.lru_cache(maxsize=16)

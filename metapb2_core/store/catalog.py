@@ -38,6 +38,16 @@ class Replace:
     rows: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+@dataclass(frozen=True)
+class Delete:
+    """Delete the rows of ``table`` matching a SQL condition (with ``?`` parameters); nothing when
+    the table does not exist yet."""
+
+    table: str
+    condition: str
+    params: tuple = ()
+
+
 class Catalog:
     def __init__(self, path: str | Path, timeout: float = 300.0):
         self.path = Path(path)
@@ -51,7 +61,7 @@ class Catalog:
         """Create the file if needed and prove it is a writable DuckDB database, or raise."""
         self.write([])
 
-    def write(self, changes: list[Replace]) -> None:
+    def write(self, changes: list[Replace | Delete]) -> None:
         with self._locked(fcntl.LOCK_EX), self._connect(read_only=False) as con:
             _sql(con, "BEGIN TRANSACTION")
             try:
@@ -86,6 +96,9 @@ class Catalog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
+            if mode == fcntl.LOCK_SH and self.path.is_file():  # a read-only copy: no writer to wait for
+                yield
+                return
             raise StoreError(
                 f"cannot create the DuckDB catalog in {self.path.parent}: {e.strerror}"
             ) from None
@@ -149,9 +162,19 @@ def _sql(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -
     return con.execute(sql, params or []).fetchall()  # duckdb 2 wants each result consumed
 
 
-def _apply(con: duckdb.DuckDBPyConnection, change: Replace) -> None:
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        _sql(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table])[0][0]
+    )
+
+
+def _apply(con: duckdb.DuckDBPyConnection, change: Replace | Delete) -> None:
+    if isinstance(change, Delete):
+        if _exists(con, change.table):
+            _sql(con, f'DELETE FROM "{change.table}" WHERE {change.condition}', list(change.params))
+        return
     table, rows = change.table, change.rows
-    exists = _sql(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table])[0][0]
+    exists = _exists(con, table)
     if not exists:
         if rows.columns.empty:
             return

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from metapb2_core.store.catalog import Replace
+from metapb2_core.store.catalog import Delete, Replace
 
 TABLES: dict[str, str] = {
     "runs": "one row per population run: ids, role (evaluation, meta, candidates, matrix), budget, "
@@ -107,6 +107,7 @@ def run_rows(points: pd.DataFrame, perturbations: pd.DataFrame, meta: dict, role
     }
     key = {"run_id": rid}
     return [
+        *retire_partition_runs(lin, rid),
         Replace("runs", key, pd.DataFrame([run])),
         Replace("run_points", key, points),
         Replace("perturbations", key, perturbations),
@@ -114,7 +115,28 @@ def run_rows(points: pd.DataFrame, perturbations: pd.DataFrame, meta: dict, role
     ]
 
 
-def evaluation_rows(points: pd.DataFrame, run_id: str) -> Replace:
-    from metapb2_core.evaluation.scores import run_scores
+# Tables whose rows belong to one run, and the column naming it.
+RUN_TABLES = {
+    "run_points": "run_id",
+    "perturbations": "run_id",
+    "meta_usage": "consumer_run_id",
+    "evaluations": "run_id",
+}
 
-    return Replace("evaluations", {"run_id": run_id}, run_scores(points))
+
+def retire_partition_runs(lin: Lineage, keep: str) -> list[Delete]:
+    """Deletes of the runs an asset partition recorded before, other than ``keep``: a partition
+    holds one run, and re-materialising it after its inputs changed makes a run of another request
+    (another run id), which replaces the old one in the catalog (its record files stay on disk)."""
+    if not lin.partition:
+        return []
+    old = "SELECT run_id FROM runs WHERE asset_key = ? AND partition = ? AND run_id <> ?"
+    params = (lin.asset_key, lin.partition, keep)
+    return [Delete(t, f'"{col}" IN ({old})', params) for t, col in RUN_TABLES.items()] + [
+        Delete("runs", "asset_key = ? AND partition = ? AND run_id <> ?", params)
+    ]
+
+
+def evaluation_rows(scores: pd.DataFrame, run_id: str) -> Replace:
+    """The best-member score of an evaluation run at each point (``evaluation.scores.run_scores``)."""
+    return Replace("evaluations", {"run_id": run_id}, scores)
