@@ -77,7 +77,8 @@ def main() -> None:
         )
     for name, r in results.items():
         print(
-            f"{name} ({r['task']}): {r['checkpoints']} checkpoints of {r['checkpoint_bytes'] / 1e6:.1f} MB, "
+            f"{name} ({r['task']}): {r['checkpoints']} checkpoint{'s' if r['checkpoints'] > 1 else ''} "
+            f"of {r['checkpoint_bytes'] / 1e6:.1f} MB, "
             f"{r['checkpoint_s_each'] * 1000:.0f} ms each; "
             f"an interval takes {r['interval_s_after_the_first']:.1f} s, "
             f"so checkpointing costs {100 * r['share_of_an_interval']:.2f} % of an interval "
