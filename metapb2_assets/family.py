@@ -146,7 +146,15 @@ def family_assets(family: str) -> list:
         context: dg.AssetExecutionContext, config: runs.RunConfig, ray: RayResource, store: StudyStore
     ):
         task, seed = runs.task_and_seed(context)
-        req = RunRequest(task, study.META_METHOD, seed, config.budget, config.faithful, tag=study.META_TAG)
+        req = RunRequest(
+            task,
+            study.META_METHOD,
+            seed,
+            config.budget,
+            config.faithful,
+            config.bounds_dict(),
+            tag=study.META_TAG,
+        )
         paths = store.paths()
         version = runs.method_code_version(study.META_METHOD)
         after = lambda record: study.write_meta_data(record, paths, config.faithful)  # noqa: E731
@@ -179,7 +187,9 @@ def _evaluation_asset(family: str, method: str, key, common: dict, meta_runs, po
     ):
         task, seed = runs.task_and_seed(context)
         paths = store.paths()
-        req = study.run_request(task, method, seed, config.budget, config.faithful, paths)
+        req = study.run_request(
+            task, method, seed, config.budget, config.faithful, paths, config.bounds_dict()
+        )
         yield from runs.materialise_run(context, req, "evaluation", ray, paths, version)
 
     return evaluation

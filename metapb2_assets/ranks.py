@@ -48,14 +48,21 @@ def ranks_asset(family: str, evaluations: list[dg.AssetsDefinition]) -> dg.Asset
     )
     def method_ranks(context: dg.AssetExecutionContext, config: RanksConfig, store: StudyStore):
         paths = store.paths()
-        points = study.evaluation_points(paths.catalog(), family, config.budget)
+        found = study.evaluation_runs(paths.catalog(), family, config.budget)
+        points, failed = found.points, found.failed
         if config.seeds:
-            points = points[points["seed"].isin(config.seeds)]
+            points, failed = (
+                points[points["seed"].isin(config.seeds)],
+                failed[failed["seed"].isin(config.seeds)],
+            )
         if points.empty:
-            raise dg.Failure(f"no {config.budget} evaluation runs of the {family} family in {paths.database}")
+            raise dg.Failure(
+                f"no {config.budget} evaluation runs of the {family} family that passed their checks in "
+                f"{paths.database}" + (f" ({len(failed)} failed)" if len(failed) else "")
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IncompleteGridWarning)  # reported in the metadata below
-            ev = evaluate(points, alpha=config.alpha)
+            ev = evaluate(points, alpha=config.alpha, failed=failed, perturbations=found.perturbations)
         out = paths.root / "reports" / family
         written = write_report(ev, points, out)
         rows = rank_rows(ev, family, config.budget)
@@ -72,6 +79,10 @@ def ranks_asset(family: str, evaluations: list[dg.AssetsDefinition]) -> dg.Asset
                 "rank_table": dg.MetadataValue.md(ev.summary.round(3).to_markdown()),
                 "anytime_rank": dg.MetadataValue.md(ranks_markdown(anytime)),
                 "grid": dg.MetadataValue.text(ev.grid.summary()),
+                "failed_runs": dg.MetadataValue.int(len(ev.grid.failed)),
+                "fallbacks": dg.MetadataValue.md(
+                    ev.fallbacks.to_markdown(index=False) if not ev.fallbacks.empty else "none recorded"
+                ),
                 "report": dg.MetadataValue.path(str(out)),
                 "files": len(written),
             }

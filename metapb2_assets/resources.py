@@ -76,6 +76,11 @@ class RayResource(dg.ConfigurableResource):
     state_dir: str = Field(
         default="", description="where the local head's address and lock live (default: $DAGSTER_HOME/.ray)"
     )
+    idle_seconds: float = Field(
+        default=1800.0,
+        description="a local head no run used for this long stops (under dagster dev it also stops with "
+        "dagster dev; after a one-shot command, when the command ends)",
+    )
     _ready: bool = PrivateAttr(default=False)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -91,7 +96,7 @@ class RayResource(dg.ConfigurableResource):
         else:
             cpus = self.num_cpus or len(os.sched_getaffinity(0))
             state = Path(self.state_dir) if self.state_dir else default_home() / ".ray"
-            address = ray_cluster.local_head(state, cpus)
+            address = ray_cluster.local_head(state, cpus, self.idle_seconds)
         ray_cluster.connect(address, self.cpus_per_task)
         self._ready = True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 from collections.abc import Callable
 
 import dagster as dg
@@ -13,12 +14,14 @@ from pydantic import Field
 from metapb2_assets.metadata import curve_markdown
 from metapb2_assets.resources import RayResource
 from metapb2_core import __version__, population
-from metapb2_core.checks import CHECKS, run_checks
+from metapb2_core.checks import CHECKS
+from metapb2_core.errors import MetaPB2Error
+from metapb2_core.evaluation.fallbacks import describe as describe_fallbacks
 from metapb2_core.methods import get_method
 from metapb2_core.ppo import trainer
-from metapb2_core.run import RunRequest, execute_run, save_run
+from metapb2_core.run import RunRequest, check_run, execute_run, save_run
 from metapb2_core.store import Lineage, RunRecord
-from metapb2_core.study import StudyPaths, record_run
+from metapb2_core.study import StudyPaths, publish_run, record_run
 
 
 class RunConfig(dg.Config):
@@ -29,6 +32,16 @@ class RunConfig(dg.Config):
         default=False,
         description="reproduce the original code's quirks (methods.md §11) instead of the fixes",
     )
+    bounds: dict[str, list[float]] = Field(
+        default={},
+        description="search-space bounds to override, e.g. {lr: [1e-5, 5e-4]} (the run id says so)",
+    )
+
+    def bounds_dict(self) -> dict[str, tuple[float, float]]:
+        for name, pair in self.bounds.items():
+            if len(pair) != 2:
+                raise MetaPB2Error(f"run config 'bounds': {name} needs [low, high], got {pair}")
+        return {name: (float(lo), float(hi)) for name, (lo, hi) in self.bounds.items()}
 
 
 def task_and_seed(context: dg.AssetExecutionContext) -> tuple[str, int]:
@@ -69,9 +82,14 @@ def materialise_run(
     version: str,
     after: Callable[[RunRecord], object] | None = None,
 ):
-    """Run on Ray; write the per-run files first (nothing lost if the catalog write fails), then
-    ``after`` (meta-data tables), then the catalog; yield the materialisation and each check.
-    The run checkpoints beside its record, so a killed step re-materialised continues from there."""
+    """Run on Ray, check, and only then let anything downstream read the run:
+
+    1. the run (resuming from a checkpoint beside its record when a killed step left one);
+    2. its checks, whose verdict goes into the record, written to disk (kept even when it fails);
+    3. the catalog rows, staged: no reader (meta-data, portfolio, ranks, report, staleness) sees them;
+    4. the materialisation and the check results, recorded by Dagster;
+    5. the catalog rows published as passed or failed; ``after`` (the meta-data export) if passed.
+    A step killed before 5 leaves a staged run that is never read and is replaced when re-run."""
     run = req.resolve()  # names, numbers and inputs checked here, before Ray is asked for anything
     budget = run.budget
     context.log.info(
@@ -83,16 +101,21 @@ def materialise_run(
         context.log.info(
             f"{run.run_id}: resumed from its checkpoint after interval {done} of {budget.num_intervals}"
         )
+    record.meta["role"] = role
+    outcomes = check_run(record, run)
     save_run(record, paths.runs)
-    if after:
-        after(record)
-    record_run(record, role, lineage(context, version), paths.catalog())
+    lin = lineage(context, version)
+    catalog = paths.catalog()
+    record_run(record, role, lin, catalog)
     m = record.meta
+    diagnostics = [json.loads(d) for d in record.perturbations["diagnostics"]]
     yield dg.MaterializeResult(
         metadata={
             "run_id": m["run_id"],
+            "status": m["status"] + (f": {', '.join(m['failed_checks'])}" if m["failed_checks"] else ""),
             "rows": dg.MetadataValue.int(len(record.points)),
             "perturbations": dg.MetadataValue.int(len(record.perturbations)),
+            "fallbacks": describe_fallbacks(diagnostics),
             "final_best_return": dg.MetadataValue.float(float(m["best_final_eval_return"])),
             "wall_seconds": dg.MetadataValue.float(float(m["wall_seconds"])),
             "env_steps_per_second": dg.MetadataValue.float(float(m["env_steps_per_second"])),
@@ -101,10 +124,13 @@ def materialise_run(
             "record": dg.MetadataValue.path(str(paths.runs / f"{m['run_id']}.json")),
         }
     )
-    for outcome in run_checks(record.points, record.perturbations, m, budget, run.space):
+    for outcome in outcomes:
         yield dg.AssetCheckResult(
             check_name=outcome.name,
             passed=outcome.passed,
             description=outcome.description,
             metadata={k: dg.MetadataValue.int(int(v)) for k, v in outcome.metadata.items()},
         )
+    publish_run(record, lin, catalog)
+    if after and m["status"] == "passed":
+        after(record)

@@ -16,7 +16,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--family", default="classic", help="task family (default classic)")
     p.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, help="tasks (default: %(default)s)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default 0)")
-    p.add_argument("--budget", default="smoke", help="budget preset (default smoke)")
+    p.add_argument(
+        "--budget",
+        default="demo",
+        help="budget preset (default demo: smoke sizes over 5 intervals, so every method does its real work)",
+    )
     p.add_argument("--faithful", action="store_true", help="reproduce the original code's quirks")
     p.add_argument("--methods", nargs="*", help="evaluate only these methods (default: all registered)")
     p.add_argument(
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if not had_head and not plan.resources["ray"].address:
-            ray_cluster.stop_local_head(ray_state)  # started for this study: do not leave it behind
+            ray_cluster.release(ray_state)  # started for this study: do not leave it behind
     print(plan.report(), flush=True)
     home = os.environ["DAGSTER_HOME"]
     print(

@@ -44,7 +44,9 @@ class _Done:
 def _settings(resources: dict) -> dict:
     ray, store = resources["ray"], resources["store"]
     return {
-        "ray": {k: getattr(ray, k) for k in ("address", "num_cpus", "cpus_per_task", "state_dir")},
+        "ray": {
+            k: getattr(ray, k) for k in ("address", "num_cpus", "cpus_per_task", "state_dir", "idle_seconds")
+        },
         "store": {k: getattr(store, k) for k in ("root", "database")},
     }
 
@@ -180,8 +182,9 @@ class StudyPlan:
         return self.resources["store"].paths().database
 
     def report(self) -> str:
-        points = study.evaluation_points(self.resources["store"].paths().catalog(), self.family, self.budget)
-        points = points[points["task"].isin(self.tasks) & points["seed"].isin(self.seeds)]
+        found = study.evaluation_runs(self.resources["store"].paths().catalog(), self.family, self.budget)
+        mine = lambda df: df[df["task"].isin(self.tasks) & df["seed"].isin(self.seeds)]  # noqa: E731
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IncompleteGridWarning)
-            return format_report(evaluate(points))
+            ev = evaluate(mine(found.points), failed=mine(found.failed), perturbations=found.perturbations)
+            return format_report(ev)

@@ -72,16 +72,18 @@ def transitions(
     ``table`` has columns member, time, reward, the hyperparameters and ``segment`` (which exploit
     of that member a row follows). Grouping by ``segment`` keeps a transition from ever spanning an
     exploit; ``by_values`` groups by exact hyperparameter values instead, as the original (Q39).
-    Returns rows with time (end of the step), r_before (reward at its start), the
-    hyperparameters and y, sorted by time, the last ``cap`` (1000; None keeps all, as meta-data does).
+    Steps with a non-finite reward at either end are left out. Returns rows with time (end of the
+    step), reward (at its end), r_before (reward at its start), the hyperparameters and y, sorted
+    by time, the last ``cap`` (1000; None keeps all, as meta-data does).
     """
     d = table.sort_values("time", kind="stable")
     keys = ["member", *names] if by_values else ["member", "segment"]
     grouped = d.groupby(keys, sort=False)
     d_reward = grouped["reward"].diff()
     d_time = grouped["time"].diff()
-    keep = d_time > 0
-    out = d.loc[keep, ["member", "time", *names]].assign(
+    # a step from or to a non-finite reward (a diverged member) says nothing a GP can fit
+    keep = (d_time > 0) & np.isfinite(d_reward.to_numpy(dtype=np.float64))
+    out = d.loc[keep, ["member", "time", *names, "reward"]].assign(
         r_before=(d["reward"] - d_reward)[keep], y=(d_reward / d_time)[keep]
     )
     out = out.sort_values("time", kind="stable")
@@ -118,11 +120,12 @@ class Scaling:
     log_scale: bool  # use each parameter's log flag (PB2*), or model every one linearly (Ray, Q31)
     clip: bool  # clip normalised values into [0, 1] (PB2*)
 
-    def _g(self, values: np.ndarray) -> np.ndarray:
+    def _g(self, values: np.ndarray, float32: bool = False) -> np.ndarray:
         out = np.asarray(values, dtype=np.float64).copy()
         for j, p in enumerate(self.space.params):
             if self.log_scale and p.log:
-                out[..., j] = np.log(out[..., j])
+                column = out[..., j].astype(np.float32) if float32 else out[..., j]
+                out[..., j] = np.log(column)
         return out
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +133,9 @@ class Scaling:
         hi = np.array([p.high for p in self.space.params], dtype=np.float64)
         return self._g(lo), self._g(hi)
 
-    def to_unit(self, values: np.ndarray) -> np.ndarray:
-        u = norm(self._g(values), *self.bounds())
+    def to_unit(self, values: np.ndarray, float32: bool = False) -> np.ndarray:
+        """Into [0, 1]; ``float32``: log-scaled columns logged as float32 values (quirk Q13/Q14)."""
+        u = norm(self._g(values, float32), *self.bounds())
         return np.clip(u, 0.0, 1.0) if self.clip else u
 
     def from_unit(self, u: np.ndarray) -> np.ndarray:

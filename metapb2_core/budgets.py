@@ -71,7 +71,7 @@ class Budget:
         return asdict(self)
 
 
-BUDGET_NAMES = ("smoke", "short", "paper")
+BUDGET_NAMES = ("smoke", "demo", "short", "paper")
 
 # Family -> preset name -> sizes. Brax ``paper`` is protocol.md's brax budget (§2.1): batch 25k,
 # evaluation every 8 iterations (= the 200k-step perturbation interval), 3M steps per member.
@@ -80,6 +80,9 @@ BUDGETS: dict[str, dict[str, Budget]] = {
         b.name: b
         for b in (
             Budget("smoke", 4, 400, 50, 2, 100, 800, 2400, 2),
+            # the main command's: smoke sizes over 5 intervals, so every method does its real work
+            # (MultiTaskPB2 needs two distinct times in its window: perturbation rounds 3 and 4)
+            Budget("demo", 4, 400, 50, 2, 100, 800, 4000, 2),
             Budget("short", 4, 4000, 200, 30, 128, 8000, 120_000, 10),
             Budget("paper", 4, 20_000, 200, 30, 128, 40_000, 600_000, 10),
         )
@@ -88,6 +91,7 @@ BUDGETS: dict[str, dict[str, Budget]] = {
         b.name: b
         for b in (
             Budget("smoke", 4, 400, 50, 2, 100, 800, 2400, 2),
+            Budget("demo", 4, 400, 50, 2, 100, 800, 4000, 2),
             Budget("short", 4, 5000, 200, 30, 128, 20_000, 100_000, 10),
             Budget("paper", 4, 25_000, 200, 30, 128, 200_000, 3_000_000, 10),
         )

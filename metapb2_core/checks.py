@@ -1,5 +1,9 @@
 """Checks that keep bad science from flowing downstream, on one run record (Dagster-free: the asset
-layer turns each outcome into a blocking asset check)."""
+layer turns each outcome into a blocking asset check, ``metapb2 run`` into its exit status).
+
+A record carries its verdict in its meta (``status``: passed or failed, ``failed_checks``,
+``checks``); a failed run is kept, and no reader of records or catalogs uses it as meta-data,
+portfolio input, rank, report row or staleness input."""
 
 from __future__ import annotations
 
@@ -37,6 +41,24 @@ def expected_perturbations(budget: Budget, method: str) -> int:
     if not get_method(method).perturbs:
         return 0
     return (budget.num_intervals - 1) * exploits_per_round(budget.population_size)
+
+
+def verdict(outcomes: list[CheckOutcome]) -> dict:
+    """What a record's meta says of its checks."""
+    failed = [o.name for o in outcomes if not o.passed]
+    return {
+        "status": "failed" if failed else "passed",
+        "failed_checks": failed,
+        "checks": {o.name: {"passed": o.passed, "description": o.description} for o in outcomes},
+    }
+
+
+def failure_summary(meta: dict) -> str:
+    """One line naming each failed check and what it found."""
+    checks = meta.get("checks") or {}
+    return "; ".join(
+        f"{n} ({checks.get(n, {}).get('description', '')})" for n in meta.get("failed_checks", [])
+    )
 
 
 def run_checks(

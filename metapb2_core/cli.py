@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metapb2_core.errors import MetaPB2Error
+from metapb2_core.errors import FailedChecksError, MetaPB2Error
 
 LISTABLE = ("tasks", "methods", "budgets")
 
@@ -90,6 +90,11 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", type=Path, help="directory of run records (metapb2 run --out) or a .duckdb file")
     rep.add_argument("--out", type=Path, help="directory for plots and tables (default RUNS/report)")
     rep.add_argument("--alpha", type=float, default=0.05, help="significance level of the tests (0.05)")
+    rep.add_argument(
+        "--role",
+        default="evaluation",
+        help="rank the runs of this role (a catalog's evaluation or meta runs; 'all': every role)",
+    )
 
     lst = sub.add_parser("list", help="print registered names, one per line")
     lst.add_argument("what", choices=LISTABLE)
@@ -125,9 +130,10 @@ def _list(what: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from metapb2_core.run import RunRequest, execute_run, save_run
+    from metapb2_core.checks import failure_summary
+    from metapb2_core.run import RunRequest, check_run, execute_run, save_run
     from metapb2_core.space import parse_bounds
-    from metapb2_core.store import ensure_writable_dir
+    from metapb2_core.store.records import check_writable_dir
 
     req = RunRequest(
         args.task,
@@ -141,7 +147,7 @@ def _run(args: argparse.Namespace) -> None:
     )
     run = req.resolve()  # every name, number and input checked, before any compilation
     budget, rid = run.budget, run.run_id
-    ensure_writable_dir(args.out)  # before the run, so a long run is never lost to a bad --out
+    check_writable_dir(args.out)  # before the run, so a long run is never lost to a bad --out
     if not args.quiet:
         print(
             f"{rid}: {budget.population_size} members, {budget.num_intervals} intervals of "
@@ -155,6 +161,7 @@ def _run(args: argparse.Namespace) -> None:
         restart=args.restart,
         say=lambda line: print(f"{rid}: {line}", file=sys.stderr, flush=True),
     )
+    check_run(record, run)
     paths = save_run(record, args.out)
     m = record.meta
     print(
@@ -163,6 +170,10 @@ def _run(args: argparse.Namespace) -> None:
         f"{m['env_steps_per_second']:,.0f} env-steps/s, {len(record.perturbations)} perturbations"
     )
     print(f"wrote {paths['points']}, {paths['perturbations'].name}, {paths['meta'].name}")
+    if m["status"] == "failed":
+        raise FailedChecksError(
+            f"{rid} failed its checks: {failure_summary(m)}; the record is kept in {args.out}, marked failed"
+        )
 
 
 def _meta(args: argparse.Namespace) -> None:
@@ -204,10 +215,13 @@ def _portfolio(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     import warnings
 
-    from metapb2_core.evaluation import IncompleteGridWarning, evaluate, load_points
+    from metapb2_core.evaluation import IncompleteGridWarning, evaluate, load_runs
     from metapb2_core.evaluation.report import format_report, write_report
 
-    points = load_points(args.runs)
+    if not 0.0 < args.alpha < 1.0:
+        raise MetaPB2Error(f"--alpha must lie in (0, 1), got {args.alpha:g}")
+    runs = load_runs(args.runs, None if args.role == "all" else args.role)
+    points = runs.points
     if args.out:
         out = args.out
     elif args.runs.suffix == ".duckdb":
@@ -216,7 +230,7 @@ def _report(args: argparse.Namespace) -> None:
         out = args.runs / "report"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteGridWarning)  # the report prints the grid check itself
-        ev = evaluate(points, alpha=args.alpha)
+        ev = evaluate(points, alpha=args.alpha, failed=runs.failed, perturbations=runs.perturbations)
     print(format_report(ev))
     written = write_report(ev, points, out)
     print(f"wrote {len(written)} files (plots and tables) into {out}")
@@ -235,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             _report(args)
         else:
             _run(args)
+    except FailedChecksError as e:
+        print(f"metapb2: error: {e}", file=sys.stderr)
+        return 1
     except MetaPB2Error as e:
         print(f"metapb2: error: {e}", file=sys.stderr)
         return 2

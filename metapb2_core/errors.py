@@ -5,6 +5,10 @@ class MetaPB2Error(ValueError):
     """Invalid input or configuration; the message says what and where."""
 
 
+class FailedChecksError(MetaPB2Error):
+    """A run finished but failed its checks; its record is kept, marked failed."""
+
+
 class UnknownNameError(MetaPB2Error, KeyError):
     """A name that is not in a registry (task, method, budget preset)."""
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from metapb2_core.population import run_population
 from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import exploits_per_round
 from metapb2_core.space import Config, SearchSpace
+from metapb2_core.store.records import check_writable_dir, ensure_writable_dir
 
 CANDIDATE_CONFIGS = 30
 CANDIDATE_INTERVALS = 4
@@ -65,6 +67,17 @@ def _final_scores(
     return np.concatenate(scores)
 
 
+def task_stream(task_key: str) -> int:
+    """A fixed number per task (CRC-32 of its key), so each task draws its own configurations."""
+    return zlib.crc32(task_key.encode())
+
+
+def candidate_draws(task_key: str, seed: int, space: SearchSpace, n_configs: int) -> list[Config]:
+    """The configurations a candidate search of ``task_key`` and ``seed`` tries: its own prior draws."""
+    rng = np.random.default_rng([seed, 3, task_stream(task_key)])
+    return [space.sample(rng) for _ in range(n_configs)]
+
+
 def search_candidates(
     task_key: str,
     seed: int,
@@ -75,11 +88,10 @@ def search_candidates(
     intervals: int = CANDIDATE_INTERVALS,
     n_best: int = 1,
 ) -> list[Candidate]:
-    """Step 1 for one task and seed: the best ``n_best`` of ``n_configs`` prior draws after ``intervals``."""
-    if not 1 <= n_best <= n_configs:
-        raise MetaPB2Error(f"n_best must be in [1, {n_configs}], got {n_best}")
-    rng = np.random.default_rng([seed, 3])
-    configs = [space.sample(rng) for _ in range(n_configs)]
+    """Step 1 for one task and seed: the best ``n_best`` of ``n_configs`` prior draws after
+    ``intervals``. The draws are the task's own (seeded by task and seed), as in the original."""
+    check_search(seed, n_configs, intervals, n_best)
+    configs = candidate_draws(task_key, seed, space, n_configs)
     scores = _final_scores(task_key, configs, candidate_budget(budget, intervals), seed, space, quirks)
     order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:n_best]
     return [
@@ -133,22 +145,38 @@ def greedy_select(scores: np.ndarray, k: int, row_sums: bool = False) -> list[in
     return chosen
 
 
+def unseen_by(target: str, quirks: Quirks = Quirks()) -> Callable[[str], bool]:
+    """Whether a task's data may inform ``target``'s portfolio: not its environment (any gravity),
+    or under the quirk switch not the target task itself."""
+    if quirks.portfolio_excludes_task_only:
+        return lambda task: task != target
+    env = get_task(target).env_name
+    return lambda task: get_task(task).env_name != env
+
+
 def portfolio_for(
     matrix: pd.DataFrame,
     sources: dict[str, str],
     target: str,
     k: int,
-    env_of: Callable[[str], str],
     quirks: Quirks = Quirks(),
+    configs: dict[str, Config] | None = None,
 ) -> list[str]:
     """Step 3 for one target: candidate ids in selection order, never informed by the target
-    (its environment by default, its task only under the quirk switch)."""
-    if quirks.portfolio_excludes_task_only:
-        unseen = lambda task: task != target  # noqa: E731
-    else:
-        unseen = lambda task: env_of(task) != env_of(target)  # noqa: E731
+    (its environment by default, its task only under the quirk switch). With ``configs`` a
+    candidate whose configuration equals an earlier one's is left out, so no entry repeats."""
+    unseen = unseen_by(target, quirks)
     cols = [t for t in matrix.columns if unseen(t)]
     rows = [c for c in matrix.index if unseen(sources[c])]
+    if configs is not None:
+        seen: set[tuple] = set()
+        distinct = []
+        for c in rows:
+            key = tuple(sorted(configs[c].items()))
+            if key not in seen:
+                seen.add(key)
+                distinct.append(c)
+        rows = distinct
     if not cols or not rows:
         raise MetaPB2Error(
             f"no tasks or candidates left for target {target!r} once its environment is excluded"
@@ -161,8 +189,7 @@ def portfolio_for(
 def write_portfolios(
     out_dir: str | Path, candidates: list[Candidate], matrix: pd.DataFrame, portfolios: dict[str, list[str]]
 ) -> dict[str, Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable_dir(out_dir)
     by_id = {c.id: c for c in candidates}
     (out / "candidates.json").write_text(json.dumps([asdict(c) for c in candidates], indent=2))
     matrix.to_parquet(out / "performance_matrix.parquet")
@@ -207,7 +234,13 @@ def build_portfolios(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
     """All three steps; writes candidates, the matrix and ``<target>_portfolio.json`` files. The
-    default size is what a warm run of ``budget``'s population needs (P members + round-1 exploits)."""
+    default size is what a warm run of ``budget``'s population needs (P members + round-1 exploits).
+    Every argument is checked before anything trains."""
+    size = budget.population_size + exploits_per_round(budget.population_size) if size is None else size
+    for seed in seeds:
+        check_search(seed, n_configs, intervals, n_best)
+    check_portfolio_sources(source_tasks, targets, len(seeds) * n_best, size, quirks)
+    check_writable_dir(out_dir)
     say = progress or (lambda _: None)
     candidates = []
     for task in source_tasks:
@@ -217,8 +250,48 @@ def build_portfolios(
     matrix = performance_matrix(
         candidates, source_tasks, budget, space, seeds, quirks, intervals, lambda t: say(f"matrix: {t}")
     )
-    size = size or budget.population_size + exploits_per_round(budget.population_size)
     sources = {c.id: c.source_task for c in candidates}
-    env_of = lambda t: get_task(t).env_name  # noqa: E731
-    portfolios = {t: portfolio_for(matrix, sources, t, size, env_of, quirks) for t in targets}
+    configs = {c.id: c.config for c in candidates}
+    portfolios = {t: portfolio_for(matrix, sources, t, size, quirks, configs) for t in targets}
     return write_portfolios(out_dir, candidates, matrix, portfolios)
+
+
+def check_search(seed: int, n_configs: int, intervals: int, n_best: int) -> None:
+    """Refuse a candidate search that cannot run, naming the argument."""
+    if not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise MetaPB2Error(f"seed must be an integer in [0, 2^32), got {seed!r}")
+    if n_configs < 1:
+        raise MetaPB2Error(
+            f"configs (random configurations per task and seed) must be positive, got {n_configs}"
+        )
+    if intervals < 1:
+        raise MetaPB2Error(f"intervals (each candidate's training) must be positive, got {intervals}")
+    if not 1 <= n_best <= n_configs:
+        raise MetaPB2Error(
+            f"best (candidates kept per task and seed) must be in [1, {n_configs}], got {n_best}"
+        )
+
+
+def check_portfolio_sources(
+    source_tasks: list[str], targets: list[str], per_task: int, size: int, quirks: Quirks = Quirks()
+) -> None:
+    """Every target gets ``size`` distinct candidates from source tasks it may learn from
+    (``per_task`` candidates per source task), or this says which target falls short and why."""
+    for t in [*source_tasks, *targets]:
+        get_task(t)
+    if size < 1:
+        raise MetaPB2Error(f"portfolio size must be positive, got {size}")
+    for target in targets:
+        unseen = unseen_by(target, quirks)
+        usable = [t for t in source_tasks if unseen(t)]
+        if not usable:
+            raise MetaPB2Error(
+                f"the source tasks {', '.join(source_tasks)} leave nothing outside the environment of target "
+                f"{target!r} (leave-one-environment-out): add tasks of another environment"
+            )
+        if len(usable) * per_task < size:
+            raise MetaPB2Error(
+                f"a portfolio of {size} for {target!r} needs {size} candidates from {', '.join(usable)}, but "
+                f"{len(usable)} task(s) × {per_task} candidate(s) each give {len(usable) * per_task}: "
+                "keep more per search (--best), add seeds or tasks, or ask for a smaller --size"
+            )

@@ -21,6 +21,14 @@ class Quirks:
     lengthscale_starts_at_bound: bool = False
     # Q31: every shipped config left log_scale_hyperparam empty, so PB2* modelled lr linearly.
     pb2_star_linear_lr: bool = False
+    # methods.md §2.1, §2.3 step 5: Ray's PB2 puts the explore row at the time and reward of the
+    # clone's last transition, which lie an interval back when the clone was itself copy-exploited the
+    # round before (it then has no transition ending now); by default the row starts where the member
+    # starts, at the current time and the clone's current reward.
+    pb2_explore_row_at_clone_transition: bool = False
+    # Q13 with Q14: pending configurations are float32 suggestions whose log-scaled columns the
+    # original logs as float32 values; by default the logarithm is taken in float64.
+    pending_log_float32: bool = False
     # Q39: transitions grouped by exact hyperparameter values can span an exploit that handed a
     # member back a configuration it had before; by default a transition never crosses an exploit.
     transitions_by_values: bool = False

@@ -23,6 +23,7 @@ import pandas as pd
 
 from metapb2_core import __version__
 from metapb2_core.budgets import Budget, get_budget
+from metapb2_core.checks import CheckOutcome, run_checks, verdict
 from metapb2_core.envs import Task, get_task
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.meta.sources import load_meta
@@ -36,6 +37,7 @@ from metapb2_core.store import (
     POINT_IDENTITY,
     RunRecord,
     checkpoint_path,
+    ensure_writable_dir,
     perturbation_table,
     remove_checkpoint,
     write_record,
@@ -157,7 +159,7 @@ def execute_run(
     if isinstance(run, RunRequest):
         run = run.resolve()
     req, budget, space, task = run.request, run.budget, run.space, run.task
-    checkpoint = checkpoint_path(out_dir, run.run_id) if out_dir is not None else None
+    checkpoint = checkpoint_path(ensure_writable_dir(out_dir), run.run_id) if out_dir is not None else None
     if checkpoint is not None and restart:
         remove_checkpoint(checkpoint)
     result = run_population(
@@ -210,6 +212,13 @@ def execute_run(
     record = RunRecord(run.run_id, points, perturbations, meta)
     meta["best_final_eval_return"] = record.best_final_eval
     return record
+
+
+def check_run(record: RunRecord, run: ResolvedRun) -> list[CheckOutcome]:
+    """Run the record's checks and write their verdict into its meta (before the record is saved)."""
+    outcomes = run_checks(record.points, record.perturbations, record.meta, run.budget, run.space)
+    record.meta.update(verdict(outcomes))
+    return outcomes
 
 
 def save_run(record: RunRecord, out_dir: str | Path) -> dict[str, Path]:

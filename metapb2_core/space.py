@@ -16,15 +16,54 @@ from metapb2_core.errors import MetaPB2Error
 
 
 @dataclass(frozen=True)
+class Domain:
+    """Where a hyperparameter makes sense at all, whatever bounds a user picks: from ``low`` to
+    ``high``, each end open or closed (λ in [0, 1], the clip range in (0, ∞), lr in (0, 1))."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = True
+    high_open: bool = True
+
+    def contains(self, v: float) -> bool:
+        above = v > self.low if self.low_open else v >= self.low
+        below = v < self.high if self.high_open else v <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        num = lambda v: "∞" if v == math.inf else "-∞" if v == -math.inf else f"{v:g}"  # noqa: E731
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"{left}{num(self.low)}, {num(self.high)}{right}"
+
+
+# The domains of the hyperparameters the platform knows (the PPO settings a space may tune); a Param
+# of another name has the whole real line unless it declares one.
+KNOWN_DOMAINS: dict[str, Domain] = {
+    "lr": Domain(0.0, 1.0),
+    "lambda": Domain(0.0, 1.0, low_open=False, high_open=False),
+    "clip_param": Domain(0.0),
+    "gamma": Domain(0.0, 1.0, low_open=False, high_open=False),
+    "entropy_coeff": Domain(0.0, low_open=False),
+    "vf_loss_coeff": Domain(0.0, low_open=False),
+    "vf_clip_param": Domain(0.0),
+    "kl_target": Domain(0.0),
+}
+
+
+@dataclass(frozen=True)
 class Param:
-    """One tuned hyperparameter: a float in [low, high], sampled log-uniformly when ``log``."""
+    """One tuned hyperparameter: a float in [low, high] inside its domain, sampled log-uniformly
+    when ``log``. The domain defaults to the known one of its name (``KNOWN_DOMAINS``)."""
 
     name: str
     low: float
     high: float
     log: bool = False
+    domain: Domain | None = None
 
     def __post_init__(self) -> None:
+        if self.domain is None:
+            object.__setattr__(self, "domain", KNOWN_DOMAINS.get(self.name, Domain()))
         lo, hi = self.low, self.high
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise MetaPB2Error(f"hyperparameter {self.name!r}: bounds must be finite, got [{lo}, {hi}]")
@@ -35,6 +74,10 @@ class Param:
         if self.log and lo <= 0:
             raise MetaPB2Error(
                 f"hyperparameter {self.name!r}: log-scaled bounds must be positive, got [{lo}, {hi}]"
+            )
+        if not (self.domain.contains(lo) and self.domain.contains(hi)):
+            raise MetaPB2Error(
+                f"hyperparameter {self.name!r}: bounds [{lo:g}, {hi:g}] leave its domain {self.domain}"
             )
 
     def sample(self, rng: np.random.Generator) -> float:
@@ -123,7 +166,7 @@ class SearchSpace:
         if unknown:
             raise MetaPB2Error(f"unknown hyperparameter(s) {unknown}; the space has {', '.join(self.names)}")
         return SearchSpace(
-            [Param(p.name, *bounds.get(p.name, (p.low, p.high)), log=p.log) for p in self.params]
+            [Param(p.name, *bounds.get(p.name, (p.low, p.high)), p.log, p.domain) for p in self.params]
         )
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from metapb2_core.envs import TASKS, get_task
+from metapb2_core.envs import TASKS
 from metapb2_core.errors import MetaPB2Error
+from metapb2_core.evaluation.load import Runs, catalog_runs
 from metapb2_core.evaluation.scores import run_scores
 from metapb2_core.meta.tables import meta_table_from_record, write_meta_table
 from metapb2_core.methods import get_method
@@ -26,6 +27,7 @@ from metapb2_core.store import (
     RunRecord,
     evaluation_rows,
     lineage_rows,
+    publish_rows,
     run_rows,
     usage_edges,
 )
@@ -60,9 +62,17 @@ def family_tasks(family: str) -> list[str]:
 
 
 def run_request(
-    task: str, method: str, seed: int, budget: str, faithful: bool, paths: StudyPaths
+    task: str,
+    method: str,
+    seed: int,
+    budget: str,
+    faithful: bool,
+    paths: StudyPaths,
+    bounds: dict[str, tuple[float, float]] | None = None,
 ) -> RunRequest:
-    """The request of an evaluation run (or, for ``META_TAG``, a meta-data run) with its inputs."""
+    """The request of an evaluation run with its inputs: meta-data are the study's own meta runs of
+    the same budget and quirk switch that passed their checks, read from its catalog (a run still
+    staged or failed is never read)."""
     requires = get_method(method).requires
     return RunRequest(
         task,
@@ -70,20 +80,31 @@ def run_request(
         seed,
         budget,
         faithful,
-        meta=str(paths.meta) if "meta_tables" in requires else None,
+        bounds or {},
+        meta=meta_source(paths, budget, faithful) if "meta_tables" in requires else None,
         portfolio=str(paths.portfolios) if "portfolio" in requires else None,
     )
 
 
+def meta_source(paths: StudyPaths, budget: str, faithful: bool) -> str:
+    return f"{paths.database}:role = 'meta' AND budget = '{budget}' AND faithful = {str(faithful).lower()}"
+
+
 def record_run(record: RunRecord, role: str, lin: Lineage, catalog: Catalog) -> None:
-    """One transaction: the run, its points, perturbations, usage edges, scores and lineage."""
+    """One transaction: the run, its points, perturbations, usage edges, scores and lineage, all
+    staged: no reader uses them until ``publish_run`` (after the materialisation is recorded)."""
     meta = record.meta
-    changes = run_rows(record.points, record.perturbations, meta, role, lin)
-    if role == "evaluation":
+    changes = run_rows(record.points, record.perturbations, meta, role, lin, status="staged")
+    if role == "evaluation" and meta.get("status") == "passed":
         changes.append(evaluation_rows(run_scores(record.points), meta["run_id"]))
     used = tuple(usage_edges(meta)["producer_run_id"])
-    changes.append(lineage_rows(replace(lin, input_runs=lin.input_runs + used), [meta["run_id"]]))
+    changes.append(lineage_rows(replace(lin, input_runs=lin.input_runs + used), [meta["run_id"]], "staged"))
     catalog.write(changes)
+
+
+def publish_run(record: RunRecord, lin: Lineage, catalog: Catalog) -> None:
+    """The staged run becomes what its checks said: passed (read from now on) or failed (kept)."""
+    catalog.write(publish_rows(record.run_id, record.meta.get("status") or "unchecked", lin))
 
 
 def candidates_run_id(task: str, budget: str, seed: int) -> str:
@@ -158,13 +179,13 @@ def build_family_portfolios(family: str, size: int, quirks: Quirks, paths: Study
     matrix = long.pivot_table(index="candidate_id", columns="task", values="score", aggfunc="mean").dropna()
     if matrix.empty:
         raise MetaPB2Error(f"the {family} performance matrix is empty")
-    env_of = lambda t: get_task(t).env_name  # noqa: E731
     sources = {c: cands[c].source_task for c in matrix.index}
+    configs = {c: cands[c].config for c in matrix.index}
     rows = []
     paths.portfolios.mkdir(parents=True, exist_ok=True)
     for target in family_tasks(family):
         try:
-            ids = portfolio_for(matrix, sources, target, size, env_of, quirks)
+            ids = portfolio_for(matrix, sources, target, size, quirks, configs)
         except MetaPB2Error:
             continue  # too few candidates from other environments: no portfolio for this target
         entries = [
@@ -182,17 +203,14 @@ def build_family_portfolios(family: str, size: int, quirks: Quirks, paths: Study
     return pd.DataFrame(rows)
 
 
-def evaluation_points(catalog: Catalog, family: str, budget: str) -> pd.DataFrame:
-    """Run points of the family's evaluation runs of ``budget``, as evaluation.load_points gives them."""
+def evaluation_runs(catalog: Catalog, family: str, budget: str) -> Runs:
+    """The family's evaluation runs of ``budget``: those that passed their checks, and those that
+    failed (kept, listed, never ranked)."""
     if "runs" not in catalog.tables():
         raise MetaPB2Error("no runs in the catalog yet: materialise evaluation assets first")
     tasks = family_tasks(family)
     marks = ", ".join("?" for _ in tasks)
-    return catalog.query(
-        "SELECT p.* FROM run_points p JOIN runs r USING (run_id) "
-        f"WHERE r.role = 'evaluation' AND r.budget = ? AND r.task IN ({marks})",
-        [budget, *tasks],
-    )
+    return catalog_runs(catalog, "evaluation", f"r.budget = ? AND r.task IN ({marks})", [budget, *tasks])
 
 
 def write_meta_data(record: RunRecord, paths: StudyPaths, by_values: bool = False) -> Path | None:

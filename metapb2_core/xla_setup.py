@@ -20,7 +20,9 @@ import hashlib
 import os
 import platform
 import re
+import shutil
 import sys
+import time
 from pathlib import Path
 
 _FLAG = "--xla_force_host_platform_device_count"
@@ -52,6 +54,26 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "metapb2" / "jax" / f"{slug}-{digest}"
 
 
+CACHE_MAX_BYTES = 2 << 30  # a Brax program is ~20-40 MB, a classic one ~2 MB
+CACHE_MAX_AGE_DAYS = 30
+
+
+def prune_other_cpu_caches(mine: Path, max_age_days: float = CACHE_MAX_AGE_DAYS) -> list[Path]:
+    """Remove sibling cache folders (other CPU types) whose newest file is older than the age."""
+    removed = []
+    if not mine.parent.is_dir():
+        return removed
+    cutoff = time.time() - max_age_days * 86400
+    for folder in mine.parent.iterdir():
+        if folder == mine or not folder.is_dir():
+            continue
+        newest = max((f.stat().st_mtime for f in folder.rglob("*") if f.is_file()), default=0.0)
+        if newest < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def configure_host_devices() -> None:
     if "jax" in sys.modules:
         return
@@ -61,6 +83,11 @@ def configure_host_devices() -> None:
     # JAX_COMPILATION_CACHE_DIR="" turns this off.
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(default_cache_dir()))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+    # Bounded: past the size, JAX evicts the least recently used programs; the folders of other CPU
+    # types (a shared home directory) go when unused for CACHE_MAX_AGE_DAYS.
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(CACHE_MAX_BYTES))
+    if os.environ["JAX_COMPILATION_CACHE_DIR"] == str(default_cache_dir()):
+        prune_other_cpu_caches(default_cache_dir())
     # Loading a cached program logs a C++ warning ("Assume version compatibility") per program, and
     # on AMD Zen CPUs an error-level wall of text about "+prefer-no-gather" (a tuning hint, not an
     # instruction set: the program runs) ending in "could lead to ... SIGILL"; the cache is per CPU

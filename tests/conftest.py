@@ -27,13 +27,16 @@ def ray_head(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory):
-    """Smoke pb2 records of ``META_SOURCES``."""
-    from metapb2_core.run import RunRequest, execute_run
+    """Smoke pb2 records of ``META_SOURCES``, checked as `metapb2 run` checks them."""
+    from metapb2_core.run import RunRequest, check_run, execute_run
     from metapb2_core.store import write_record
 
     runs = tmp_path_factory.mktemp("runs")
     for task in META_SOURCES:
-        write_record(execute_run(RunRequest(task, "pb2", 0, "smoke")), runs)
+        run = RunRequest(task, "pb2", 0, "smoke").resolve()
+        record = execute_run(run)
+        check_run(record, run)
+        write_record(record, runs)
     return runs
 
 

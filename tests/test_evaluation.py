@@ -170,12 +170,26 @@ def test_misaligned_and_duplicate_runs_are_flagged():
     assert len(ev.grid.lines()) == 2
 
 
-def test_point_without_any_evaluation_is_flagged():
+def test_a_run_with_a_non_finite_evaluation_is_failed_listed_and_not_ranked():
     points = make_points(grid(["t1", "t2"], ["a", "b"], [0], lambda *_: [1.0, 2.0]))
     points.loc[(points["run_id"] == "a-t1-smoke-s0") & (points["timesteps"] == 1600), "eval_return"] = np.nan
-    with pytest.warns(IncompleteGridWarning, match="no evaluation return: a-t1-smoke-s0 at point"):
+    with pytest.warns(IncompleteGridWarning, match=r"failed, not ranked: a-t1-smoke-s0 \(3 non-finite"):
         ev = evaluate(points)
-    assert ev.grid.empty_points.to_dict("records") == [{"run_id": "a-t1-smoke-s0", "point": 2}]
+    assert ev.grid.failed["run_id"].tolist() == ["a-t1-smoke-s0"]
+    assert ev.grid.missing.empty  # a failed run is listed as failed, not as missing
+    assert ev.tasks == ["t1", "t2"] and ev.values.index.get_level_values("task").unique().tolist() == ["t2"]
+
+
+def test_an_all_nan_run_and_a_run_failed_by_its_checks_never_crash_the_evaluation():
+    points = make_points(grid(["t1", "t2"], ["a", "b"], [0], lambda *_: [1.0, 2.0]))
+    points.loc[points["run_id"] == "b-t2-smoke-s0", "eval_return"] = np.nan  # diverged from the start
+    checked = pd.DataFrame(
+        [{"run_id": "x-t1-smoke-s0", "task": "t1", "method": "a", "seed": 1, "reason": "no_target_leakage"}]
+    )
+    with pytest.warns(IncompleteGridWarning):
+        ev = evaluate(points, failed=checked)
+    assert sorted(ev.grid.failed["run_id"]) == ["b-t2-smoke-s0", "x-t1-smoke-s0"]
+    assert any("x-t1-smoke-s0 (no_target_leakage)" in line for line in ev.grid.lines())
 
 
 # ----------------------------------------------------------------------------- final table

@@ -316,8 +316,10 @@ def test_warm_start_uses_the_portfolio_in_order_and_says_how_many_entries_are_mi
     entries = [SEARCH_SPACE.sample(np.random.default_rng(i)) for i in range(5)]
     warm = get_method("pb2_star_warm")(SEARCH_SPACE, np.random.default_rng(0), portfolio=entries)
     configs, suggestions, _ = simulate(warm, 0, rounds=3)
-    first_round = [s for s in suggestions if s.diagnostics["mode"] == "prior_draw"]
-    assert [s.config for s in first_round] == [entries[4]]
+    first_round = [s for s in suggestions if s.diagnostics["mode"] == "portfolio_entry"]
+    assert [s.config for s in first_round] == [entries[4]]  # labelled by what it is, not a prior draw
+    assert first_round[0].diagnostics["portfolio_position"] == 4
+    assert not [s for s in suggestions if s.diagnostics["mode"] == "prior_draw"]
     short = get_method("pb2_star_warm")(SEARCH_SPACE, np.random.default_rng(0), portfolio=entries[:3])
     with pytest.raises(Exception, match="3 entries but 5 are needed.*2 missing"):
         short.initial_configs(4)

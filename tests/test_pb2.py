@@ -243,3 +243,49 @@ def test_property_suggestions_are_finite_and_inside_the_bounds(name, n, rounds, 
         ):
             assert all(math.isfinite(v) for v in p.new_config.values())
             configs[p.member] = p.new_config
+
+
+def explore_rows_of(method_name, quirks, seeds=range(12), rounds=8):
+    """(round time, explore row time, its reward, the clone's reward at that time) of every
+    explore row PB2 wrote over simulated runs."""
+    out = []
+    for seed in seeds:
+        method = get_method(method_name)(SEARCH_SPACE, np.random.default_rng(seed), quirks)
+        rng, f = np.random.default_rng(seed), simulation.lr_objective()
+        configs, reward, rows = method.initial_configs(4), np.zeros(4), []
+        for r in range(1, rounds):
+            reward += np.array([f(c) for c in configs]) + rng.normal(0, 0.5, 4)
+            rows += [{"member": i, "time": r * 10, **configs[i], "reward": reward[i]} for i in range(4)]
+            table = pd.DataFrame(rows)
+            for p in perturbation_round(method, SEARCH_SPACE, reward.copy(), configs, r, r * 10, table, rng):
+                configs[p.member], reward[p.member] = p.new_config, reward[p.cloned_from]
+                if np.isfinite(p.explore_time):
+                    at = table[(table["member"] == p.cloned_from) & (table["time"] == p.explore_time)]
+                    out.append((p.time, int(p.explore_time), p.explore_reward, float(at["reward"].iloc[-1])))
+    return out
+
+
+def test_faithful_pb2_puts_the_explore_row_at_the_clones_last_transition():
+    """methods.md §2.1/§2.3 step 5: Ray's PB2 writes the explore row at the time and reward of the
+    clone's last transition; they lie an interval back when the clone was copy-exploited the round
+    before. By default the row starts at the current time, with the clone's current reward."""
+    faithful = explore_rows_of("pb2", Quirks(pb2_explore_row_at_clone_transition=True))
+    assert all(reward == at for _, _, reward, at in faithful)  # the clone's reward at that time
+    assert any(t_row < t for t, t_row, _, _ in faithful)  # the case exists in these runs, and is kept
+    default = explore_rows_of("pb2", Quirks())
+    assert all(t_row == t for t, t_row, _, _ in default) and all(r == at for _, _, r, at in default)
+    assert Quirks.faithful().pb2_explore_row_at_clone_transition
+
+
+def test_faithful_pending_rows_log_the_float32_values():
+    log_space = bandit.Scaling(SEARCH_SPACE, log_scale=True, clip=True)
+    values = np.array([[1.2345678e-4, 0.95, 0.2]])
+    exact, f32 = log_space.to_unit(values), log_space.to_unit(values, float32=True)
+    assert f32[0, 0] != exact[0, 0] and abs(f32[0, 0] - exact[0, 0]) < 1e-6  # float32 rounding of ln
+    assert f32[0, 0] == pytest.approx(
+        (np.log(np.float32(1.2345678e-4)) - np.log(1e-5)) / (np.log(1e-3) - np.log(1e-5) + 1e-8), abs=0
+    )
+    assert (f32[0, 1:] == exact[0, 1:]).all()  # linear columns untouched
+    linear = bandit.Scaling(SEARCH_SPACE, log_scale=False, clip=False)  # the faithful switch's L = ∅
+    assert (linear.to_unit(values, float32=True) == linear.to_unit(values)).all()
+    assert Quirks.faithful().pending_log_float32

@@ -55,11 +55,10 @@ def test_portfolio_never_sees_the_target_environment():
     rng = np.random.default_rng(0)
     matrix = pd.DataFrame(rng.random((4, 4)), index=list(cands), columns=tasks)
     matrix.loc["cart_pole-venus-s0-0"] = 100.0  # would win everywhere if it were allowed
-    env_of = lambda t: t.split("-")[0]  # noqa: E731
-    picked = portfolio_for(matrix, cands, "cart_pole-earth", 2, env_of)
+    picked = portfolio_for(matrix, cands, "cart_pole-earth", 2)
     assert all(not p.startswith("cart_pole") for p in picked)
     # the original excludes only the target task itself
-    faithful = portfolio_for(matrix, cands, "cart_pole-earth", 2, env_of, Quirks.faithful())
+    faithful = portfolio_for(matrix, cands, "cart_pole-earth", 2, Quirks.faithful())
     assert faithful[0] == "cart_pole-venus-s0-0" and "cart_pole-earth-s0-0" not in faithful
 
 
@@ -69,3 +68,30 @@ def test_load_portfolio_errors_name_the_file(tmp_path):
     (tmp_path / "x_portfolio.json").write_text("{not json")
     with pytest.raises(MetaPB2Error, match="not valid JSON"):
         load_portfolio(tmp_path, "x")
+
+
+def test_each_task_draws_its_own_candidates_reproducibly():
+    from metapb2_core.portfolio import candidate_draws
+    from metapb2_core.space import SEARCH_SPACE
+
+    a, b = (
+        candidate_draws("cart_pole-earth", 0, SEARCH_SPACE, 30),
+        candidate_draws("acrobot-earth", 0, SEARCH_SPACE, 30),
+    )
+    assert a == candidate_draws("cart_pole-earth", 0, SEARCH_SPACE, 30)  # seeded by task and seed
+    assert not {tuple(c.values()) for c in a} & {tuple(c.values()) for c in b}  # no shared configuration
+    assert a != candidate_draws("cart_pole-earth", 1, SEARCH_SPACE, 30)
+
+
+def test_a_portfolio_never_holds_one_configuration_twice():
+    tasks = ["acrobot-earth", "pendulum-earth", "mountain_car-earth"]
+    cands = {f"{t}-s0-{k}": t for t in tasks for k in range(2)}
+    same = {"lr": 1e-4, "lambda": 0.95, "clip_param": 0.2}
+    configs = {c: {"lr": 1e-4 * (1 + i), "lambda": 0.95, "clip_param": 0.2} for i, c in enumerate(cands)}
+    configs["pendulum-earth-s0-0"] = configs["acrobot-earth-s0-0"] = same  # one configuration, two candidates
+    matrix = pd.DataFrame(np.random.default_rng(0).random((6, 3)), index=list(cands), columns=tasks)
+    matrix.loc[["acrobot-earth-s0-0", "pendulum-earth-s0-0"]] = 1.0  # both would be picked first
+    picked = portfolio_for(matrix, cands, "cart_pole-earth", 5, configs=configs)
+    chosen = [tuple(configs[c].values()) for c in picked]
+    assert len(chosen) == len(set(chosen)) == 5
+    assert picked[0] == "acrobot-earth-s0-0" and "pendulum-earth-s0-0" not in picked

@@ -6,9 +6,11 @@ compute the same, but every hole is listed here so that it is never averaged ove
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
+
+FAILED_COLUMNS = ["run_id", "task", "method", "seed", "reason"]
 
 
 class IncompleteGridWarning(UserWarning):
@@ -24,10 +26,13 @@ class GridReport:
     duplicates: pd.DataFrame  # task, method, seed, run_ids: more than one run
     misaligned: pd.DataFrame  # run_id, task, method, seed, timesteps, expected: other evaluation steps
     empty_points: pd.DataFrame  # run_id, point: no member has an evaluation return
+    # run_id, task, method, seed, reason: failed their checks or hold non-finite returns; not ranked
+    failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FAILED_COLUMNS))
 
     @property
     def complete(self) -> bool:
-        return all(df.empty for df in (self.missing, self.duplicates, self.misaligned, self.empty_points))
+        frames = (self.missing, self.duplicates, self.misaligned, self.empty_points, self.failed)
+        return all(df.empty for df in frames)
 
     def lines(self) -> list[str]:
         """One human-readable line per problem, grouped by method and task."""
@@ -48,6 +53,8 @@ class GridReport:
             )
         for run_id, df in self.empty_points.groupby("run_id", sort=True):
             out.append(f"no evaluation return: {run_id} at point(s) {_join(df['point'])}")
+        for row in self.failed.sort_values("run_id").itertuples():
+            out.append(f"failed, not ranked: {row.run_id} ({row.reason})")
         return out
 
     def summary(self) -> str:
@@ -59,15 +66,19 @@ class GridReport:
         return f"incomplete grid ({len(self.lines())} problems):\n  " + "\n  ".join(self.lines())
 
 
-def check_grid(scores: pd.DataFrame) -> GridReport:
+def check_grid(scores: pd.DataFrame, failed: pd.DataFrame | None = None) -> GridReport:
     """Compare the runs behind ``scores`` (see ``run_scores``) with the full grid of every task,
-    method and seed that occurs anywhere, and each run's evaluation steps with its task's usual ones."""
-    tasks, methods = sorted(scores["task"].unique()), sorted(scores["method"].unique())
-    seeds = sorted(int(s) for s in scores["seed"].unique())
+    method and seed that occurs anywhere (failed runs included: their cells are holes, listed as
+    failed rather than missing), and each run's evaluation steps with its task's usual ones."""
+    failed = pd.DataFrame(columns=FAILED_COLUMNS) if failed is None else failed[FAILED_COLUMNS]
+    cells = pd.concat([scores[["task", "method", "seed"]], failed[["task", "method", "seed"]]])
+    tasks, methods = sorted(cells["task"].unique()), sorted(cells["method"].unique())
+    seeds = sorted(int(s) for s in cells["seed"].unique())
     runs = scores.drop_duplicates("run_id")[["task", "method", "seed", "run_id"]]
 
     full = pd.MultiIndex.from_product([tasks, methods, seeds], names=["task", "method", "seed"])
-    present = pd.MultiIndex.from_frame(runs[["task", "method", "seed"]].astype({"seed": int}))
+    tried = pd.concat([runs[["task", "method", "seed"]], failed[["task", "method", "seed"]]])
+    present = pd.MultiIndex.from_frame(tried.astype({"seed": int}))
     missing = full.difference(present).to_frame(index=False)
 
     per_cell = runs.groupby(["task", "method", "seed"], sort=True)["run_id"].agg(sorted)
@@ -88,6 +99,7 @@ def check_grid(scores: pd.DataFrame) -> GridReport:
         duplicates,
         misaligned[["run_id", "task", "method", "seed", "timesteps", "expected"]],
         empty,
+        failed.reset_index(drop=True),
     )
 
 

@@ -5,25 +5,36 @@ Everything downstream takes the points DataFrame only, so another source needs o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from metapb2_core.errors import MetaPB2Error
+from metapb2_core.evaluation.grid import FAILED_COLUMNS
 from metapb2_core.store import Catalog, find_records, read_record
 
 REQUIRED_COLUMNS = ("run_id", "task", "method", "seed", "member", "timesteps", "eval_return")
 DUCKDB_TABLE = "run_points"
 
 
-def load_points(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """Points of every run in ``source``: a folder of run records (searched recursively), a
-    ``.duckdb`` catalog with a ``run_points`` table, or a DataFrame of points."""
+@dataclass
+class Runs:
+    points: pd.DataFrame  # points of the runs to rank
+    failed: pd.DataFrame  # run_id, task, method, seed, reason: failed their checks, kept, not ranked
+    perturbations: pd.DataFrame  # of the runs in points (their diagnostics: fallbacks)
+
+
+def load_runs(source: str | Path | pd.DataFrame, role: str | None = "evaluation") -> Runs:
+    """The runs in ``source``: a folder of run records (searched recursively), a ``.duckdb`` catalog
+    (its ``runs`` table says each run's role and status; a file with only a ``run_points`` table is
+    read whole), or a DataFrame of points. Only runs of ``role`` (None: every role) are read; a run
+    that failed its checks (or is still staged in a catalog) is never in ``points``."""
     if isinstance(source, pd.DataFrame):
-        return check_points(source.copy(), "the points DataFrame")
+        return Runs(check_points(source.copy(), "the points DataFrame"), _no_failed(), pd.DataFrame())
     path = Path(source)
     if path.suffix == ".duckdb":
-        return check_points(_load_catalog(path), str(path))
+        return _load_catalog(path, role)
     if not path.exists():
         raise MetaPB2Error(f"runs folder {path} does not exist")
     if not path.is_dir():
@@ -31,8 +42,35 @@ def load_points(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     found = find_records(path)
     if not found:
         raise MetaPB2Error(f"no run records in {path}; write some with 'metapb2 run --out'")
-    points = [read_record(folder, rid).points for folder, rid in found]
-    return check_points(pd.concat(points, ignore_index=True), str(path))
+    points, perturbations, failed = [], [], []
+    for folder, rid in found:
+        record = read_record(folder, rid)
+        if role is not None and record.meta.get("role", "evaluation") != role:
+            continue
+        if record.meta.get("status") == "failed":
+            m = record.meta
+            reason = ", ".join(m.get("failed_checks", [])) or "failed"
+            failed.append(
+                {"run_id": rid, "task": m["task"], "method": m["method"], "seed": m["seed"], "reason": reason}
+            )
+            continue
+        points.append(record.points)
+        perturbations.append(record.perturbations)
+    if not points:
+        raise MetaPB2Error(
+            f"no {role or ''} runs that passed their checks in {path}"
+            + (f" ({len(failed)} failed)" if failed else "")
+        )
+    return Runs(
+        check_points(pd.concat(points, ignore_index=True), str(path)),
+        pd.DataFrame(failed, columns=FAILED_COLUMNS),
+        pd.concat(perturbations, ignore_index=True),
+    )
+
+
+def load_points(source: str | Path | pd.DataFrame, role: str | None = "evaluation") -> pd.DataFrame:
+    """The points of ``load_runs(source, role)``."""
+    return load_runs(source, role).points
 
 
 def check_points(points: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -44,10 +82,47 @@ def check_points(points: pd.DataFrame, where: str) -> pd.DataFrame:
     return points
 
 
-def _load_catalog(path: Path) -> pd.DataFrame:
+def _no_failed() -> pd.DataFrame:
+    return pd.DataFrame(columns=FAILED_COLUMNS)
+
+
+def _load_catalog(path: Path, role: str | None) -> Runs:
     if not path.is_file():
         raise MetaPB2Error(f"DuckDB file {path} does not exist")
     catalog = Catalog(path)
-    if DUCKDB_TABLE not in catalog.tables():
+    tables = catalog.tables()
+    if DUCKDB_TABLE not in tables:
         raise MetaPB2Error(f"{path} has no {DUCKDB_TABLE!r} table of run points")
-    return catalog.query(f'SELECT * FROM "{DUCKDB_TABLE}"')
+    if "runs" not in tables:  # points alone, e.g. exported by hand: no role or status to select by
+        points = catalog.query(f'SELECT * FROM "{DUCKDB_TABLE}"')
+        return Runs(check_points(points, str(path)), _no_failed(), pd.DataFrame())
+    runs = catalog_runs(catalog, role)
+    if runs.points.empty:
+        roles = ", ".join(catalog.query("SELECT DISTINCT role FROM runs ORDER BY role")["role"])
+        raise MetaPB2Error(
+            f"{path} holds no {role + ' ' if role else ''}runs that passed their checks"
+            + (f" ({len(runs.failed)} failed)" if len(runs.failed) else "")
+            + (f"; roles there: {roles}" if role else "")
+        )
+    return runs
+
+
+def catalog_runs(
+    catalog: Catalog, role: str | None, condition: str = "true", params: list | None = None
+) -> Runs:
+    """The runs of a platform catalog with ``role`` (None: any) matching a SQL ``condition`` on its
+    ``runs`` table (alias ``r``): points and perturbations of those that passed their checks, and
+    the list of those that failed. Staged runs (not yet materialised) are in neither."""
+    cond = f"({condition})" + (" AND r.role = ?" if role else "")
+    args = [*(params or []), *([role] if role else [])]
+    passed = f"{cond} AND r.status = 'passed'"
+    points = catalog.query(f"SELECT p.* FROM run_points p JOIN runs r USING (run_id) WHERE {passed}", args)
+    perturbations = catalog.query(
+        f"SELECT q.* FROM perturbations q JOIN runs r USING (run_id) WHERE {passed}", args
+    )
+    failed = catalog.query(
+        "SELECT r.run_id, r.task, r.method, r.seed, r.failed_checks AS reason FROM runs r "
+        f"WHERE {cond} AND r.status = 'failed' ORDER BY r.run_id",
+        args,
+    )
+    return Runs(points, failed, perturbations)

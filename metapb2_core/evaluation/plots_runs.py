@@ -85,6 +85,8 @@ def best_member_schedule(points: pd.DataFrame, run_id: str) -> tuple[int, pd.Dat
     run = points[points["run_id"] == run_id].sort_values(["timesteps", "member"])
     evals = run[run["eval_return"].notna()]
     last = evals[evals["timesteps"] == evals["timesteps"].max()]
+    if last.empty or not np.isfinite(last["eval_return"].to_numpy(float)).any():
+        return int(run["member"].min()), run[run["member"] == run["member"].min()]  # no best: the first
     member = int(last.loc[last["eval_return"].idxmax(), "member"])
     return member, run[run["member"] == member]
 

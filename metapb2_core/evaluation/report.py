@@ -43,6 +43,7 @@ def write_report(ev: Evaluation, points: pd.DataFrame, out: str | Path) -> list[
         "final_table.csv": ev.final.to_csv(index=False, float_format="%.4f"),
         "final_table.tex": final_table_latex(ev.final),
         "grid_report.txt": ev.grid.summary() + "\n",
+        "fallbacks.csv": ev.fallbacks.to_csv(index=False),
     }
     for name, text in tables.items():
         (out / name).write_text(text)
@@ -72,9 +73,23 @@ def format_report(ev: Evaluation) -> str:
         "Final scores (best member's evaluation return, mean ± SE over seeds; * = best):",
         final_table_wide(ev.final).to_string(),
         "",
+        _fallback_lines(ev),
+        "",
         ev.grid.summary(),
     ]
     return "\n".join(line for line in parts if line is not None)
+
+
+def _fallback_lines(ev: Evaluation) -> str:
+    if ev.fallbacks.empty:
+        return "Fallbacks: none recorded (no model-based suggestions, or no perturbations read)"
+    lines = ["Fallbacks (model-based suggestions that did not use the method's model):"]
+    for r in ev.fallbacks.itertuples():
+        lines.append(
+            f"  {r.method}: {r.fallbacks} of {r.suggestions} in {r.runs} run(s)"
+            + (f"; {r.reasons}" if r.fallbacks else "")
+        )
+    return "\n".join(lines)
 
 
 def _test_line(what: str, cmp: Comparison | None) -> str | None:

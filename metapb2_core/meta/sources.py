@@ -2,8 +2,9 @@
 
 - a directory built by ``metapb2 meta`` (one Parquet table per task and run), or
 - a DuckDB catalog of the asset platform (``dagster_home/metapb2.duckdb``), optionally followed by
-  ``:`` and a SQL condition on its ``runs`` table, e.g. ``metapb2.duckdb:role = 'meta' AND
-  budget = 'paper'``. The selected runs' transitions are rebuilt from their ``run_points`` and
+  ``:`` and a SQL condition on its ``runs`` table, e.g. ``metapb2.duckdb:budget = 'paper'``. Only
+  runs that passed their checks are read, and only the ``meta`` role unless the condition names a
+  role itself. The selected runs' transitions are rebuilt from their ``run_points`` and
   ``perturbations`` rows, exactly as ``metapb2 meta`` builds them from run records.
 
 Either way the selection is leave-one-task-out: the target task's own runs are never read.
@@ -12,6 +13,7 @@ Either way the selection is leave-one-task-out: the target task's own runs are n
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -57,7 +59,9 @@ def load_meta_from_catalog(
 ) -> dict[str, pd.DataFrame]:
     if not path.is_file():
         raise MetaPB2Error(f"DuckDB catalog {path} does not exist (materialise meta_runs first)")
-    cond = "method = ? AND task <> ?" + (f" AND ({where})" if where else "")
+    cond = "method = ? AND task <> ? AND status = 'passed'"
+    cond += "" if where and re.search(r"\brole\b", where) else " AND role = 'meta'"
+    cond += f" AND ({where})" if where else ""
     params = [method, target_task]
     try:
         cat = Catalog(path)

@@ -15,7 +15,7 @@ import pandas as pd
 from metapb2_core import bandit
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.space import SearchSpace
-from metapb2_core.store.records import read_record, record_ids
+from metapb2_core.store.records import check_writable_dir, ensure_writable_dir, read_record, record_ids
 
 
 class MetaLeakError(MetaPB2Error):
@@ -68,8 +68,7 @@ def meta_table_from_record(
 
 def write_meta_table(meta_dir: str | Path, table: pd.DataFrame) -> Path:
     task, run_id = table["task"].iloc[0], table["run_id"].iloc[0]
-    out = Path(meta_dir) / task
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable_dir(Path(meta_dir) / task)
     path = out / f"{run_id}.parquet"
     tmp = path.with_suffix(".tmp")
     table.to_parquet(tmp, index=False)
@@ -84,12 +83,16 @@ def build_meta_dir(
     method: str = "pb2",
     by_values: bool = False,
 ) -> list[Path]:
-    """Turn every record of ``method`` in ``runs_dir`` into a meta table in ``meta_dir``."""
+    """Turn every record of ``method`` in ``runs_dir`` into a meta table in ``meta_dir``; a record
+    that failed its checks is left out (it stays on disk, marked)."""
     runs = Path(runs_dir)
+    if not runs.is_dir():
+        raise MetaPB2Error(f"runs folder {runs} does not exist or is not a folder")
+    check_writable_dir(meta_dir)  # before reading anything: a bad --out fails at once
     written = []
     for rid in record_ids(runs):
         record = read_record(runs, rid)
-        if record.meta.get("method") != method:
+        if record.meta.get("method") != method or record.meta.get("status") == "failed":
             continue
         table = meta_table_from_record(record.points, record.perturbations, record.meta, space, by_values)
         if len(table):
@@ -119,7 +122,7 @@ def load_meta_tables(
     for task in available_tasks(meta_dir):
         if task == target_task:
             continue
-        parts = [pd.read_parquet(p) for p in sorted((Path(meta_dir) / task).glob("*.parquet"))]
+        parts = [_read_table(p) for p in sorted((Path(meta_dir) / task).glob("*.parquet"))]
         df = pd.concat(parts, ignore_index=True)
         if method is not None:
             df = df[df["method"] == method]
@@ -136,6 +139,15 @@ def load_meta_tables(
         )
     check_no_leak(tables, target_task)
     return tables
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a truncated or foreign file
+        raise MetaPB2Error(
+            f"meta-data table {path} is not a readable Parquet file ({str(e).splitlines()[0]})"
+        ) from None
 
 
 def check_no_leak(tables: dict[str, pd.DataFrame], target_task: str) -> None:

@@ -112,6 +112,7 @@ class MetaPB2Base(PB2Star):
         skipped = view.skipped if view is not None else []
         return acq, {
             **diag,
+            "surrogate": "gp",  # PB2*'s target GP alone
             "meta_weights": {},
             "meta_runs": {},
             "meta_skipped": skipped,

@@ -81,7 +81,11 @@ class MultiTaskPB2(MetaPB2Base):
         if m.fallback is None:
             self._last_fit = m.params
         acq, kappa = self.ucb(m, m1, window.fixed)
-        diag: dict[str, Any] = {**fit_diagnostics(m, m1, kappa), "meta_slice_times": slice_times}
+        diag: dict[str, Any] = {
+            **fit_diagnostics(m, m1, kappa),
+            "surrogate": "lcm",  # the multi-task model was fitted (not PB2*'s GP)
+            "meta_slice_times": slice_times,
+        }
         weights = np.zeros_like(w)
         weights[chosen] = w[chosen]
         fallback = (

@@ -29,6 +29,7 @@ class Variant:
     ucb_std: bool  # κ·σ (PB2*) or κ·σ² (Ray, Q9)
     fresh_draw_without_data: bool  # round 1: a prior draw instead of the clone's values (Q36)
     explore_row_always: bool  # also after a round-1 exploit (Q15)
+    explore_row_at_clone_transition: bool = False  # at the clone's last transition (Ray, §2.1)
     exploration: float = 0.2
 
 
@@ -38,7 +39,9 @@ def pb2_variant(quirks: Quirks) -> Variant:
     kernel = KernelSpec(
         1.0, 1.0, 0.1, bounded=False, unconstrained=quirks.ray_kernel, ray_gradients=quirks.ray_kernel
     )
-    return Variant(kernel, (1e-5, 1.0), False, False, False, False, False)
+    return Variant(
+        kernel, (1e-5, 1.0), False, False, False, False, False, quirks.pb2_explore_row_at_clone_transition
+    )
 
 
 def pb2_star_variant(quirks: Quirks) -> Variant:
@@ -74,12 +77,18 @@ class _PB2Base(Method):
         clone_reward = float(ctx.table.query("member == @ctx.clone and time == @ctx.time")["reward"].iloc[-1])
         self.exploit_times.setdefault(ctx.member, []).append(ctx.time)
 
-        if clone_rows.empty:  # no data on the clone yet (round 1)
+        if clone_rows.empty:  # no data on the clone yet (round 1), or none finite (it diverged)
             if self.variant.fresh_draw_without_data:
-                config, mode = self.initializer(), "prior_draw"
+                config, diagnostics = self.initializer()
             else:
-                config, mode = dict(ctx.clone_config), "copy_clone"
-            diagnostics: dict[str, Any] = {"mode": mode}
+                config, diagnostics = dict(ctx.clone_config), {"mode": "copy_clone"}
+            own = ctx.table.loc[ctx.table["member"] == ctx.clone, "reward"].to_numpy(dtype=np.float64)
+            if not np.isfinite(own).all():  # not by design (the clone diverged): say so among the fallbacks
+                diagnostics = {
+                    **diagnostics,
+                    "mode": "no_finite_data",
+                    "fallback": f"the clone has no finite transitions ({diagnostics['mode']})",
+                }
             if not self.variant.explore_row_always:
                 return Suggestion(config, diagnostics)
             return Suggestion(
@@ -88,13 +97,16 @@ class _PB2Base(Method):
 
         last = clone_rows.iloc[-1]
         config, diagnostics = self._select(trans, (float(last["time"]), float(last["r_before"])), ctx.pending)
-        return Suggestion(
-            config, diagnostics, self._add_explore_row(ctx.member, ctx.time, config, clone_reward)
-        )
+        if self.variant.explore_row_at_clone_transition:
+            at, reward = int(last["time"]), float(last["reward"])
+        else:
+            at, reward = ctx.time, clone_reward
+        return Suggestion(config, diagnostics, self._add_explore_row(ctx.member, at, config, reward))
 
-    def initializer(self) -> Config:
-        """A round-1 configuration for a member whose clone has no data yet (Q36): a prior draw."""
-        return self.space.sample(self.rng)
+    def initializer(self) -> tuple[Config, dict[str, Any]]:
+        """A round-1 configuration for a member whose clone has no data yet (Q36), and what it is:
+        here a draw from the prior."""
+        return self.space.sample(self.rng), {"mode": "prior_draw"}
 
     def _add_explore_row(self, member: int, time: int, config: Config, reward: float) -> tuple[int, float]:
         segment = len(self.exploit_times[member])
@@ -110,7 +122,8 @@ class _PB2Base(Method):
         window_rows = trans.tail(length)
         window = bandit.normalise(window_rows, names, newpoint, self.scaling)
         pending_u = self.scaling.to_unit(
-            np.array([[c[n] for n in names] for c in pending]).reshape(-1, len(names))
+            np.array([[c[n] for n in names] for c in pending]).reshape(-1, len(names)),
+            float32=self.quirks.pending_log_float32,
         )
         acq, diagnostics = self.acquisition(window, window_rows, pending_u)
         u, value = bandit.maximise(acq, len(names), self.rng)

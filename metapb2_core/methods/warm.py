@@ -31,6 +31,7 @@ class PB2StarWarm(PB2Star):
         **options: Any,
     ):
         super().__init__(space, rng, quirks, **options)
+        self.entries = [dict(c) for c in portfolio]  # with their lineage (candidate, source task)
         self.portfolio = [space.validate({n: c[n] for n in space.names if n in c}) for c in portfolio]
         self._next = 0
 
@@ -44,7 +45,12 @@ class PB2StarWarm(PB2Star):
         self._next = n
         return [dict(c) for c in self.portfolio[:n]]
 
-    def initializer(self) -> Config:
-        config = self.portfolio[self._next]
+    def initializer(self) -> tuple[Config, dict[str, Any]]:
+        """The next portfolio entry, in selection order."""
+        k = self._next
         self._next += 1
-        return dict(config)
+        return dict(self.portfolio[k]), {
+            "mode": "portfolio_entry",
+            "portfolio_position": k,
+            "candidate": self.entries[k].get("candidate"),
+        }

@@ -1,7 +1,7 @@
 """Study storage: per-run records (Parquet + manifest), checkpoints of unfinished runs, and the
 DuckDB catalog over them."""
 
-from metapb2_core.store.catalog import Catalog, Delete, Replace, StoreError
+from metapb2_core.store.catalog import Catalog, Delete, Replace, StoreError, Update
 from metapb2_core.store.checkpoints import (
     checkpoint_path,
     load_checkpoint,
@@ -21,7 +21,15 @@ from metapb2_core.store.records import (
     record_ids,
     write_record,
 )
-from metapb2_core.store.rows import TABLES, Lineage, evaluation_rows, lineage_rows, run_rows, usage_edges
+from metapb2_core.store.rows import (
+    TABLES,
+    Lineage,
+    evaluation_rows,
+    lineage_rows,
+    publish_rows,
+    run_rows,
+    usage_edges,
+)
 
 __all__ = [
     "POINT_IDENTITY",
@@ -33,6 +41,7 @@ __all__ = [
     "Replace",
     "RunRecord",
     "StoreError",
+    "Update",
     "checkpoint_path",
     "ensure_writable_dir",
     "evaluation_rows",
@@ -42,6 +51,7 @@ __all__ = [
     "perturbation_columns",
     "perturbation_dtypes",
     "perturbation_table",
+    "publish_rows",
     "read_record",
     "record_ids",
     "remove_checkpoint",

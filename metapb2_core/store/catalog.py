@@ -39,6 +39,15 @@ class Replace:
 
 
 @dataclass(frozen=True)
+class Update:
+    """Set columns (``values``) of the rows of ``table`` matching ``where`` (column = value)."""
+
+    table: str
+    values: dict[str, object]
+    where: dict[str, object]
+
+
+@dataclass(frozen=True)
 class Delete:
     """Delete the rows of ``table`` matching a SQL condition (with ``?`` parameters); nothing when
     the table does not exist yet."""
@@ -61,7 +70,7 @@ class Catalog:
         """Create the file if needed and prove it is a writable DuckDB database, or raise."""
         self.write([])
 
-    def write(self, changes: list[Replace | Delete]) -> None:
+    def write(self, changes: list[Replace | Update | Delete]) -> None:
         with self._locked(fcntl.LOCK_EX), self._connect(read_only=False) as con:
             _sql(con, "BEGIN TRANSACTION")
             try:
@@ -92,11 +101,15 @@ class Catalog:
 
     @contextmanager
     def _locked(self, mode: int) -> Iterator[None]:
+        reading = mode == fcntl.LOCK_SH
+        if reading and not self.lock_path.exists():  # never written by the platform: no writer to wait for
+            yield
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.lock_path, os.O_RDWR | (0 if reading else os.O_CREAT), 0o644)
         except OSError as e:
-            if mode == fcntl.LOCK_SH and self.path.is_file():  # a read-only copy: no writer to wait for
+            if reading and self.path.is_file():  # a read-only copy: no writer to wait for
                 yield
                 return
             raise StoreError(
@@ -142,10 +155,11 @@ def _explain(path: Path, e: Exception) -> str:
     text = str(e).splitlines()[0]
     if not path.parent.is_dir():
         return f"cannot create the DuckDB catalog {path}: its folder does not exist ({text})"
-    if path.exists() and any(w in str(e).lower() for w in ("not a valid duckdb", "corrupt", "magic")):
+    damaged = ("not a valid duckdb", "corrupt", "magic", "could not read enough bytes", "checksum")
+    if path.exists() and any(w in str(e).lower() for w in damaged):
         return (
-            f"{path} is not a valid DuckDB database (corrupt or another kind of file); it was left "
-            f"untouched: move it away or point the catalog elsewhere ({text})"
+            f"{path} is not a valid DuckDB database (truncated, corrupt or another kind of file); it was "
+            f"left untouched: move it away or point the catalog elsewhere ({text})"
         )
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return f"the DuckDB catalog {path} is not writable ({text})"
@@ -168,7 +182,13 @@ def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     )
 
 
-def _apply(con: duckdb.DuckDBPyConnection, change: Replace | Delete) -> None:
+def _apply(con: duckdb.DuckDBPyConnection, change: Replace | Update | Delete) -> None:
+    if isinstance(change, Update):
+        if _exists(con, change.table):
+            sets = ", ".join(f'"{c}" = ?' for c in change.values)
+            clause, params = _where(change.where)
+            _sql(con, f'UPDATE "{change.table}" SET {sets}{clause}', [*change.values.values(), *params])
+        return
     if isinstance(change, Delete):
         if _exists(con, change.table):
             _sql(con, f'DELETE FROM "{change.table}" WHERE {change.condition}', list(change.params))

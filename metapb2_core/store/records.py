@@ -105,6 +105,24 @@ def ensure_writable_dir(path: str | Path) -> Path:
     return out
 
 
+def check_writable_dir(path: str | Path) -> Path:
+    """Refuse, before any work, a folder that could not be written: a file, or a folder whose
+    nearest existing parent cannot be written. Creates nothing (``ensure_writable_dir`` does)."""
+    out = Path(path)
+    if out.exists():
+        if not out.is_dir():
+            raise MetaPB2Error(f"output directory {out} is a file, not a directory")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise MetaPB2Error(f"output directory {out} is not writable")
+        return out
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise MetaPB2Error(f"cannot create output directory {out}: {parent} is not a writable directory")
+    return out
+
+
 def record_paths(out_dir: str | Path, run_id: str) -> dict[str, Path]:
     out = Path(out_dir)
     return {

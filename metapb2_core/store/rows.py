@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from metapb2_core.store.catalog import Delete, Replace
+from metapb2_core.store.catalog import Delete, Replace, Update
+from metapb2_core.store.records import dumps_strict
 
 TABLES: dict[str, str] = {
-    "runs": "one row per population run: ids, role (evaluation, meta, candidates, matrix), budget, "
+    "runs": "one row per population run: ids, role (evaluation, meta), status (passed, failed, or "
+    "staged until its materialisation is recorded; readers use passed runs only), failed checks, budget, "
     "wall seconds, env-steps/s, best final return, code version, the Dagster run and partition",
     "run_points": "one row per run, member and training iteration: hyperparameters, PPO metrics, "
     "evaluation return when fresh (the input of evaluation.load_points)",
@@ -26,7 +28,7 @@ TABLES: dict[str, str] = {
     "evaluations": "best-member score of each evaluation run at each evaluation point",
     "ranks": "method_ranks: mean rank and normalised score of each method at each point",
     "lineage": "one row per materialisation: asset key, partition, Dagster run id, code version, "
-    "and the run ids it consumed",
+    "the run ids it consumed, and the status of the run it made (for run-producing assets)",
 }
 
 
@@ -43,7 +45,7 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def lineage_rows(lin: Lineage, output_runs: list[str]) -> Replace:
+def lineage_rows(lin: Lineage, output_runs: list[str], status: str | None = None) -> Replace:
     row = {
         "asset_key": lin.asset_key,
         "partition": lin.partition,
@@ -52,6 +54,7 @@ def lineage_rows(lin: Lineage, output_runs: list[str]) -> Replace:
         "output_runs": json.dumps(sorted(output_runs)),
         "input_runs": json.dumps(sorted(set(lin.input_runs))),
         "materialized_at": _now(),
+        "status": status,
     }
     return Replace("lineage", {"asset_key": lin.asset_key, "partition": lin.partition}, pd.DataFrame([row]))
 
@@ -73,7 +76,16 @@ def usage_edges(meta: dict) -> pd.DataFrame:
     return pd.DataFrame(edges, columns=cols[1:]).assign(consumer_run_id=meta["run_id"])[cols].astype(str)
 
 
-def run_rows(points: pd.DataFrame, perturbations: pd.DataFrame, meta: dict, role: str, lin: Lineage) -> list:
+def run_rows(
+    points: pd.DataFrame,
+    perturbations: pd.DataFrame,
+    meta: dict,
+    role: str,
+    lin: Lineage,
+    status: str | None = None,
+) -> list:
+    """The run's rows in every run table; ``status`` defaults to its record's verdict ("unchecked"
+    for a record whose checks never ran: no reader uses it)."""
     rid = meta["run_id"]
     keep = [
         "run_id",
@@ -95,6 +107,8 @@ def run_rows(points: pd.DataFrame, perturbations: pd.DataFrame, meta: dict, role
     run = {
         **{k: meta.get(k) for k in keep},
         "role": role,
+        "status": status or meta.get("status") or "unchecked",
+        "failed_checks": ", ".join(meta.get("failed_checks") or []),
         "population_size": sizes["population_size"],
         "total_steps": sizes["total_steps"],
         "n_points": len(points),
@@ -103,7 +117,7 @@ def run_rows(points: pd.DataFrame, perturbations: pd.DataFrame, meta: dict, role
         "partition": lin.partition,
         "asset_key": lin.asset_key,
         "created_at": _now(),
-        "meta_json": json.dumps(meta, default=float),
+        "meta_json": dumps_strict(meta),
     }
     key = {"run_id": rid}
     return [
@@ -134,6 +148,14 @@ def retire_partition_runs(lin: Lineage, keep: str) -> list[Delete]:
     params = (lin.asset_key, lin.partition, keep)
     return [Delete(t, f'"{col}" IN ({old})', params) for t, col in RUN_TABLES.items()] + [
         Delete("runs", "asset_key = ? AND partition = ? AND run_id <> ?", params)
+    ]
+
+
+def publish_rows(run_id: str, status: str, lin: Lineage) -> list[Update]:
+    """Turn a staged run into a readable one (``status`` passed) or a kept, failed one."""
+    return [
+        Update("runs", {"status": status}, {"run_id": run_id}),
+        Update("lineage", {"status": status}, {"asset_key": lin.asset_key, "partition": lin.partition}),
     ]
 
 

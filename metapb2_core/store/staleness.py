@@ -7,7 +7,8 @@ from metapb2_core.store.catalog import Catalog
 
 def stale_partitions(catalog: Catalog, asset_key: str, code_version: str, input_keys: list[str]) -> list[str]:
     """Partitions of ``asset_key`` whose lineage row has another code version, or that were
-    materialised before the newest materialisation of any asset in ``input_keys``."""
+    materialised before the newest materialisation of any asset in ``input_keys`` (a run that
+    failed its checks, or is still staged, is nobody's input)."""
     if "lineage" not in catalog.tables():
         return []
     rows = catalog.query(
@@ -17,7 +18,9 @@ def stale_partitions(catalog: Catalog, asset_key: str, code_version: str, input_
     if input_keys:
         marks = ", ".join("?" for _ in input_keys)
         newest_input = catalog.query(
-            f"SELECT max(materialized_at) AS t FROM lineage WHERE asset_key IN ({marks})", input_keys
+            f"SELECT max(materialized_at) AS t FROM lineage WHERE asset_key IN ({marks}) "
+            "AND (status IS NULL OR status = 'passed')",
+            input_keys,
         )["t"].iloc[0]
     stale = rows["code_version"] != code_version
     if newest_input is not None and newest_input == newest_input:  # not NaT

@@ -1,0 +1,108 @@
+"""The local Ray head: it listens on loopback only (read from the OS), a one-shot command that
+started it leaves none of its processes nor its temp folder behind, and a killed owner's head is
+stopped by the watchdog."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from metapb2_assets import ray_cluster
+
+HOLDER = """
+import os, sys, psutil, ray
+from pathlib import Path
+from metapb2_assets import ray_cluster
+state = Path(sys.argv[1])
+address = ray_cluster.local_head(state, 1)
+ray_cluster.connect(address, 1)
+
+@ray.remote(num_cpus=1)
+def worker_pid():
+    return os.getpid()
+
+print(ray.get(worker_pid.remote()), flush=True)
+sys.stdin.readline()  # hold the head until told to exit
+"""
+
+
+def listening(proc: psutil.Process) -> list[str]:
+    try:
+        return [c.laddr.ip for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def loopback(ip: str) -> bool:
+    return ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
+def wait_gone(state: Path, timeout: float) -> list[psutil.Process]:
+    """The head's processes still running after ``timeout`` (and its temp folder's removal)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in ray_cluster.head_processes(state) if p.is_running()]
+        if (not left and not ray_cluster.temp_dir(state).exists()) or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def holder(tmp_path):
+    state = tmp_path / ".ray"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(state)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    worker = int(proc.stdout.readline())
+    yield state, proc, worker
+    if proc.poll() is None:
+        proc.kill()
+    ray_cluster.stop_local_head(state)
+
+
+def test_the_local_head_listens_on_loopback_only_and_stops_when_its_starter_exits(holder):
+    state, proc, worker = holder
+    procs = [*ray_cluster.head_processes(state), psutil.Process(proc.pid), psutil.Process(worker)]
+    sockets = {f"{p.pid} {' '.join(p.cmdline()[:2])[-60:]}": listening(p) for p in procs}
+    ips = [ip for found in sockets.values() for ip in found]
+    assert len(ips) >= 5, sockets  # GCS, raylet (node and object manager), client server, worker, driver
+    assert all(loopback(ip) for ip in ips), sockets
+    assert ray_cluster.temp_dir(state).is_dir()
+
+    proc.communicate("\n", timeout=60)
+    assert proc.returncode == 0
+    assert wait_gone(state, 1.0) == []  # gone when the command ends (not a watchdog tick later)
+    assert not ray_cluster.temp_dir(state).exists() and not (state / "ray_address").exists()
+
+
+def test_a_killed_owners_head_is_stopped_by_the_watchdog(holder):
+    state, proc, _ = holder
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert ray_cluster.head_processes(state)  # the owner died without cleaning up ...
+    assert wait_gone(state, 15.0) == []  # ... and the watchdog stopped the head
+    assert not ray_cluster.temp_dir(state).exists()
+
+
+def test_a_one_shot_dagster_asset_materialize_leaves_no_ray_process_behind(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    cmd = [dagster, "asset", "materialize", "-m", "metapb2_assets.definitions"]
+    cmd += ["--select", "classic/meta_runs", "--partition", "0|cart_pole-earth"]
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = home / ".ray"
+    assert (home / "runs").is_dir() and any((home / "runs").glob("*.json"))  # it did run on Ray
+    assert wait_gone(state, 1.0) == []
+    assert not ray_cluster.temp_dir(state).exists()
