@@ -2,27 +2,71 @@
 
 It hands out the members' configurations (``ask``), takes their rewards at each perturbation point
 (``tell``), and at a perturbation point (``perturb``) says, for each exploiting member, the member
-whose weights it clones and its new configuration. Training, evaluation and copying weights stay
-with the caller: our PPO loop (``metapb2_core.population``), a Ray Tune scheduler or a user's own
-loop. Its whole state is plain data (``state_dict`` / ``load_state_dict``), so a loop can resume.
+whose weights it clones and its new configuration, with the diagnostics our runs record. Training,
+evaluation and copying weights stay with the caller: our PPO loop (``metapb2_core.population``), a
+Ray Tune scheduler (``metapb2_core.tune_scheduler``) or a user's own loop. Its whole state is plain
+data (``state_dict`` / ``load_state_dict``, ``save`` / ``load``), so a loop can resume::
+
+    pop = AskTellPopulation.create("pb2_star", {"lr": (1e-5, 1e-2, "log")}, size=4, seed=0)
+    for interval in range(1, 11):
+        for member, config in enumerate(pop.ask()):
+            reward = train_and_evaluate(member, config)      # the user's own code
+            pop.tell(member, interval * steps, reward)
+        if interval < 10:
+            for p in pop.perturb():
+                copy_weights(src=p.cloned_from, dst=p.member)  # p.new_config is in pop.ask() now
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from metapb2_core import __version__
+from metapb2_core.budgets import Budget
+from metapb2_core.checks import run_checks, verdict
 from metapb2_core.errors import MetaPB2Error
-from metapb2_core.methods import Method
+from metapb2_core.method_inputs import method_inputs
+from metapb2_core.methods import Method, get_method
+from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import Perturbation, perturbation_round
-from metapb2_core.space import Config
+from metapb2_core.space import Config, SearchSpace
+from metapb2_core.store import RunRecord, perturbation_table
+from metapb2_core.store.checkpoints import load_checkpoint, save_checkpoint
 
 
 class AskTellPopulation:
+    @classmethod
+    def create(
+        cls,
+        method: str,
+        space: SearchSpace | dict,
+        size: int,
+        seed: int,
+        *,
+        task: str = "task",
+        meta: str | Path | None = None,
+        portfolio: str | Path | list[Config] | None = None,
+        faithful: bool = False,
+        **options: Any,
+    ) -> AskTellPopulation:
+        """A population of ``size`` members tuned by the registered ``method`` over ``space`` (a
+        ``SearchSpace`` or ``{name: (low, high[, "log"])}``). Meta methods read ``meta`` (a
+        directory from ``metapb2 meta`` or a catalog query), leaving out ``task``'s own data; the
+        warm start reads ``portfolio`` (a directory, a JSON file or a list of configurations)."""
+        space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
+        if not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise MetaPB2Error(f"seed must be an integer in [0, 2^32), got {seed!r}")
+        inputs = method_inputs(method, task, space, meta, portfolio)
+        rng = np.random.default_rng([seed, 2])  # as `metapb2 run`: the same seed, the same run
+        built = get_method(method)(space, rng, Quirks.from_flag(faithful), **inputs, **options)
+        return cls(built, size, seed)
+
     def __init__(self, method: Method, size: int, seed: int):
         if size < 1:
             raise MetaPB2Error(f"population size must be positive, got {size}")
@@ -94,6 +138,69 @@ class AskTellPopulation:
             "clone_rng": self.clone_rng.bit_generator.state,
             "method": self.method.state_dict(),
         }
+
+    def to_record(
+        self,
+        task: str,
+        seed: int,
+        *,
+        budget: str = "ask_tell",
+        points: pd.DataFrame | None = None,
+        extra: dict | None = None,
+    ) -> RunRecord:
+        """The run so far as one of our run records (checked), so ``metapb2 report`` ranks it and
+        ``metapb2 meta`` makes meta-data of it. ``points``: one row per member and report (member,
+        training_iteration, timesteps, the hyperparameters, eval_return, eval_is_fresh); by default
+        the rewards told, one row each."""
+        names = self.space.names
+        if points is None:
+            points = pd.DataFrame(self.rows).rename(columns={"time": "timesteps", "reward": "eval_return"})
+            if points.empty:
+                raise MetaPB2Error("nothing was told yet: a record needs rewards")
+            points["training_iteration"] = points["timesteps"].rank(method="dense").astype(int)
+            points["eval_is_fresh"] = True
+            points["wall_seconds"] = np.nan
+        name = self.method.name
+        run_id = f"{name}-{task}-{budget}-s{seed}"
+        ident = {"run_id": run_id, "task": task, "env": task, "context": "", "method": name, "seed": seed,
+                 "budget": budget}  # fmt: skip
+        points = points.assign(**ident)[[*ident, *[c for c in points.columns if c not in ident]]]
+        perturbations = perturbation_table(run_id, self.perturbations, names)
+        times = sorted(points.loc[points["eval_is_fresh"].astype(bool), "timesteps"].unique())
+        interval = int(times[0]) if times else 1
+        meta = {
+            **ident,
+            "role": "evaluation",
+            "faithful": any(vars(self.method.quirks).values()),
+            "tag": "",
+            "budget_sizes": {
+                "population_size": self.size,
+                "interval": interval,
+                "total_steps": int(max(times or [0])),
+            },
+            "bounds": {p.name: [p.low, p.high, p.log] for p in self.space.params},
+            "final_configs": self.ask(),
+            "meta_tasks": {t.name: t.run_ids for t in getattr(self.method, "meta_tasks", [])},
+            "portfolio": getattr(self.method, "entries", None),
+            "code_version": __version__,
+            **(extra or {}),
+        }
+        record = RunRecord(run_id, points, perturbations, meta)
+        meta["best_final_eval_return"] = record.best_final_eval
+        sizes = Budget(budget, self.size, 1, 1, 1, 1, interval, interval * (self.rounds + 1), 1)
+        meta.update(verdict(run_checks(points, perturbations, meta, sizes, self.space)))
+        return record
+
+    def save(self, path: str | Path) -> None:
+        """Write the whole state to ``path`` (atomically), to ``load`` it into a population built
+        the same way."""
+        save_checkpoint(Path(path), {"ask_tell": self.state_dict()})
+
+    def load(self, path: str | Path) -> None:
+        state = load_checkpoint(Path(path))
+        if state is None or "ask_tell" not in state:
+            raise MetaPB2Error(f"{path} holds no saved ask/tell population")
+        self.load_state_dict(state["ask_tell"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state_dict()`` of a population built with the same method and inputs."""

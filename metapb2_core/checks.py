@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from metapb2_core.budgets import Budget
-from metapb2_core.envs import get_task
+from metapb2_core.envs import TASKS
 from metapb2_core.methods import get_method
 from metapb2_core.rounds import exploits_per_round
 from metapb2_core.space import SearchSpace
@@ -124,12 +124,14 @@ def _leakage(meta: dict) -> CheckOutcome:
     target = meta["task"]
     meta_leaks = [t for t in meta.get("meta_tasks") or {} if t == target]
     faithful = bool(meta.get("faithful"))
-    env = get_task(target).env_name
+
+    def env_of(task: str) -> str:  # a user's own task (a Tune experiment's) is its own environment
+        return TASKS[task].env_name if task in TASKS else task
 
     def leaks(source: str) -> bool:  # methods.md: a portfolio never sees the target's environment
         if not source:  # a hand-made portfolio without lineage
             return False
-        return source == target if faithful else get_task(source).env_name == env
+        return source == target if faithful else env_of(source) == env_of(target)
 
     port_leaks = [e["source_task"] for e in meta.get("portfolio") or [] if leaks(e.get("source_task", ""))]
     return CheckOutcome(

@@ -201,24 +201,6 @@ def write_portfolios(
     return paths
 
 
-def load_portfolio(path: str | Path, task: str) -> list[Config]:
-    """A portfolio JSON file, or ``<dir>/<task>_portfolio.json``; entries keep only hyperparameters
-    (extra keys such as the source task are lineage)."""
-    p = Path(path)
-    file = p / f"{task}_portfolio.json" if p.is_dir() else p
-    if not file.is_file():
-        raise MetaPB2Error(
-            f"no portfolio for task {task!r}: {file} does not exist (build it with 'metapb2 portfolio')"
-        )
-    try:
-        entries = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise MetaPB2Error(f"portfolio {file} is not valid JSON: {e}") from None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise MetaPB2Error(f"portfolio {file} must be a list of configurations")
-    return entries
-
-
 def build_portfolios(
     source_tasks: list[str],
     targets: list[str],

@@ -26,10 +26,9 @@ from metapb2_core.budgets import Budget, get_budget
 from metapb2_core.checks import CheckOutcome, run_checks, verdict
 from metapb2_core.envs import Task, get_task
 from metapb2_core.errors import MetaPB2Error
-from metapb2_core.meta.sources import load_meta
+from metapb2_core.method_inputs import method_inputs
 from metapb2_core.methods import Method, get_method
 from metapb2_core.population import ProgressFn, run_population
-from metapb2_core.portfolio import load_portfolio
 from metapb2_core.ppo.trainer import check_tunable
 from metapb2_core.quirks import Quirks
 from metapb2_core.space import SEARCH_SPACE, SearchSpace
@@ -62,28 +61,13 @@ class RunRequest:
         """Check every name and number and load the method's inputs, once, before anything is
         compiled; the resolved run is what executes (on Ray, it is what the worker receives)."""
         task = get_task(self.task)
-        requires = get_method(self.method).requires
+        get_method(self.method)
         if not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT:
             raise MetaPB2Error(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
         budget = get_budget(self.budget, task.family)
         space = SEARCH_SPACE.with_bounds(self.bounds) if self.bounds else SEARCH_SPACE
         check_tunable(space.names)
-        inputs: dict[str, Any] = {}
-        if "meta_tables" in requires:
-            if not self.meta:
-                raise MetaPB2Error(
-                    f"method {self.method!r} needs meta-data: pass --meta DIR (built by 'metapb2 meta') "
-                    "or --meta CATALOG.duckdb[:SQL condition on its runs table]"
-                )
-            inputs["meta_tables"] = load_meta(self.meta, self.task, space=space)
-            inputs["target_task"] = self.task
-        if "portfolio" in requires:
-            if not self.portfolio:
-                raise MetaPB2Error(
-                    f"method {self.method!r} needs a portfolio: pass --portfolio DIR_OR_JSON "
-                    "(built by 'metapb2 portfolio')"
-                )
-            inputs["portfolio"] = load_portfolio(self.portfolio, self.task)
+        inputs = method_inputs(self.method, self.task, space, self.meta, self.portfolio)
         return ResolvedRun(self, task, budget, space, Quirks.from_flag(self.faithful), inputs)
 
 

@@ -150,6 +150,28 @@ class SearchSpace:
                 raise MetaPB2Error(f"hyperparameter {p.name!r} = {v} lies outside [{p.low}, {p.high}]")
         return {p.name: float(config[p.name]) for p in self.params}
 
+    @classmethod
+    def from_dict(cls, spec: dict[str, tuple]) -> SearchSpace:
+        """A space from ``{name: (low, high)}`` or ``{name: (low, high, "log")}``, in that order,
+        e.g. ``{"lr": (1e-5, 1e-3, "log"), "entropy_coeff": (0.0, 0.01)}``."""
+        params = []
+        for name, bounds in spec.items():
+            if isinstance(bounds, Param):
+                params.append(bounds)
+                continue
+            if not isinstance(bounds, tuple | list) or len(bounds) not in (2, 3):
+                raise MetaPB2Error(
+                    f"hyperparameter {name!r}: expected (low, high) or (low, high, 'log'), got {bounds!r}"
+                )
+            if len(bounds) == 3 and bounds[2] not in ("log", "linear"):
+                raise MetaPB2Error(
+                    f"hyperparameter {name!r}: the scale must be 'log' or 'linear', got {bounds[2]!r}"
+                )
+            params.append(
+                Param(name, float(bounds[0]), float(bounds[1]), log=len(bounds) == 3 and bounds[2] == "log")
+            )
+        return cls(params)
+
     def describe(self) -> list[list]:
         """[name, low, high, log] per parameter, in order: plain data for records and identities."""
         return [[p.name, p.low, p.high, p.log] for p in self.params]

@@ -76,6 +76,8 @@ def test_dagster_dev_serves_the_graph_and_partition_status(tmp_path, ray_head):
     proc = subprocess.Popen(
         [str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port), "-h", "127.0.0.1"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # a test run started in the background inherits SIGINT ignored; dagster dev must get it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     tail = lambda: (tmp_path / "dagster_dev.log").read_bytes().decode(errors="replace")[-2000:]  # noqa: E731
     try:

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 from metapb2_core.budgets import get_budget
@@ -10,7 +11,7 @@ from metapb2_core.errors import MetaPB2Error
 from metapb2_core.methods import ExploreContext, Method, Suggestion, get_method
 from metapb2_core.population import run_population
 from metapb2_core.ppo.trainer import get_trainer, hparams_from_configs
-from metapb2_core.rounds import quantiles
+from metapb2_core.rounds import perturbation_round, quantiles
 from metapb2_core.space import SEARCH_SPACE, Param, SearchSpace
 
 TASK = get_task("cart_pole-earth")
@@ -165,3 +166,52 @@ def test_a_parameter_the_trainer_cannot_tune_is_a_clear_error_before_compiling()
         MetaPB2Error, match="'hidden_units' of the search space are not PPO settings .*tunable: lr"
     ):
         run_population(TASK, method, SMOKE, 0, space, TASK.env_params())
+
+
+def reference_loop(task, method, budget, seed, space):
+    """The population loop as it was before the ask/tell population (commit adc29cb), rounds
+    through perturbation_round directly: the decisions and rewards it produces, per interval."""
+    n, trainer, env_params = budget.population_size, get_trainer(task.env_name, budget), task.env_params()
+    clone_rng = np.random.default_rng([seed, 1])
+    configs = [space.validate(c) for c in method.initial_configs(n)]
+    key, k_init = jax.random.split(jax.random.PRNGKey(seed))
+    pop = trainer.init(jax.random.split(k_init, n), env_params)
+    table_rows, out = [], []
+    for r in range(1, budget.num_intervals + 1):
+        key, k_eval = jax.random.split(key)
+        pop, _, eval_return = trainer.run_interval(
+            pop, hparams_from_configs(configs), env_params, jax.random.split(k_eval, n)
+        )
+        scores = np.asarray(jax.device_get(eval_return), dtype=np.float64)
+        now = r * budget.interval
+        table_rows += [{"member": m, "time": now, **configs[m], "reward": float(scores[m])} for m in range(n)]
+        out.append((r, scores.tolist(), [dict(c) for c in configs]))
+        if r == budget.num_intervals:
+            break
+        source = np.arange(n)
+        for p in perturbation_round(
+            method, space, scores, configs, r, now, pd.DataFrame(table_rows), clone_rng
+        ):
+            configs[p.member], source[p.member] = p.new_config, p.cloned_from
+        pop = trainer.exploit(pop, jax.numpy.asarray(source))
+    return out
+
+
+@pytest.mark.parametrize("name", ["pbt", "pb2_star"])
+def test_the_loop_through_the_ask_tell_population_equals_the_loop_before_it(name):
+    got = run_population(
+        TASK,
+        get_method(name)(SEARCH_SPACE, np.random.default_rng([4, 2])),
+        SMOKE,
+        4,
+        SEARCH_SPACE,
+        TASK.env_params(),
+    )
+    want = reference_loop(
+        TASK, get_method(name)(SEARCH_SPACE, np.random.default_rng([4, 2])), SMOKE, 4, SEARCH_SPACE
+    )
+    fresh = got.points[got.points["eval_is_fresh"]].sort_values(["round", "member"])
+    for r, scores, configs in want:
+        rows = fresh[fresh["round"] == r]
+        assert rows["eval_return"].tolist() == scores
+        assert rows[SEARCH_SPACE.names].to_dict("records") == configs

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from metapb2_core.errors import MetaPB2Error
-from metapb2_core.portfolio import greedy_select, load_portfolio, normalise_columns, portfolio_for
+from metapb2_core.method_inputs import load_portfolio
+from metapb2_core.portfolio import greedy_select, normalise_columns, portfolio_for
 from metapb2_core.quirks import Quirks
 
 
