@@ -39,6 +39,21 @@ from metapb2_core.space import Config, SearchSpace
 from metapb2_core.store import RunRecord, perturbation_table
 from metapb2_core.store.checkpoints import load_checkpoint, save_checkpoint
 
+SEED_LIMIT = 2**32  # numpy's and JAX's seeds are 32-bit
+
+
+def check_seed(seed: int) -> None:
+    if not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise MetaPB2Error(f"seed must be an integer in [0, 2^32), got {seed!r}")
+
+
+def build_method(
+    name: str, space: SearchSpace, seed: int, quirks: Quirks, inputs: dict[str, Any], **options: Any
+) -> Method:
+    """The registered method ``name`` on its own random stream of ``seed``: `metapb2 run`, the
+    ask/tell population and the Tune schedulers draw the same configurations from the same seed."""
+    return get_method(name)(space, np.random.default_rng([seed, 2]), quirks, **inputs, **options)
+
 
 class AskTellPopulation:
     @classmethod
@@ -60,11 +75,9 @@ class AskTellPopulation:
         directory from ``metapb2 meta`` or a catalog query), leaving out ``task``'s own data; the
         warm start reads ``portfolio`` (a directory, a JSON file or a list of configurations)."""
         space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
-        if not isinstance(seed, int) or not 0 <= seed < 2**32:
-            raise MetaPB2Error(f"seed must be an integer in [0, 2^32), got {seed!r}")
+        check_seed(seed)
         inputs = method_inputs(method, task, space, meta, portfolio)
-        rng = np.random.default_rng([seed, 2])  # as `metapb2 run`: the same seed, the same run
-        built = get_method(method)(space, rng, Quirks.from_flag(faithful), **inputs, **options)
+        built = build_method(method, space, seed, Quirks.from_flag(faithful), inputs, **options)
         return cls(built, size, seed)
 
     def __init__(self, method: Method, size: int, seed: int):

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 import pandas as pd
 
 from metapb2_core import __version__
+from metapb2_core.ask_tell import build_method, check_seed
 from metapb2_core.budgets import Budget, get_budget
 from metapb2_core.checks import CheckOutcome, run_checks, verdict
 from metapb2_core.envs import Task, get_task
-from metapb2_core.errors import MetaPB2Error
 from metapb2_core.method_inputs import method_inputs
 from metapb2_core.methods import Method, get_method
 from metapb2_core.population import ProgressFn, run_population
@@ -41,8 +40,6 @@ from metapb2_core.store import (
     remove_checkpoint,
     write_record,
 )
-
-SEED_LIMIT = 2**32  # numpy's and JAX's seeds are 32-bit
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,7 @@ class RunRequest:
         compiled; the resolved run is what executes (on Ray, it is what the worker receives)."""
         task = get_task(self.task)
         get_method(self.method)
-        if not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT:
-            raise MetaPB2Error(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
+        check_seed(self.seed)
         budget = get_budget(self.budget, task.family)
         space = SEARCH_SPACE.with_bounds(self.bounds) if self.bounds else SEARCH_SPACE
         check_tunable(space.names)
@@ -116,8 +112,7 @@ class ResolvedRun:
         }
 
     def build_method(self) -> Method:
-        rng = np.random.default_rng([self.request.seed, 2])
-        return get_method(self.request.method)(self.space, rng, self.quirks, **self.inputs)
+        return build_method(self.request.method, self.space, self.request.seed, self.quirks, self.inputs)
 
 
 def meta_digest(tables: dict[str, pd.DataFrame]) -> str:

@@ -116,9 +116,7 @@ class MethodScheduler(PopulationBasedTraining):
                 f"{self.method} was built for {self.population.size} trials; set num_samples to that"
             )
         self._members[trial] = m
-        config = self.population.ask()[
-            m
-        ]  # the method's initial configuration (a prior draw, a portfolio entry)
+        config = self.population.ask()[m]  # the method's initial one: a prior draw, a portfolio entry
         trial.config.update(config)
         trial.evaluated_params.update(config)
         super().on_trial_add(tune_controller, trial)
@@ -210,13 +208,14 @@ class MethodScheduler(PopulationBasedTraining):
     def _make_record(self) -> RunRecord:
         points = pd.DataFrame(self._rows).sort_values(["timesteps", "member"], kind="stable")
         points = points.drop_duplicates(["member", "timesteps"], keep="last").reset_index(drop=True)
-        points["total_run_time"] = time.perf_counter() - self._start
+        wall = time.perf_counter() - self._start
+        points["total_run_time"] = wall
         extra = {
             "scheduler": "ray.tune",
             "time_attr": self._time_attr,
             "metric": self._metric,
             "mode": self._mode,
-            "wall_seconds": time.perf_counter() - self._start,
+            "wall_seconds": wall,
             "scheduler_seconds_per_round": [round(s, 6) for s in self.round_seconds],
         }
         return self.population.to_record(self.task, self.seed, budget="tune", points=points, extra=extra)
