@@ -5,10 +5,27 @@ automation condition (ranks.py) when evaluations land."""
 import dagster as dg
 
 from metapb2_assets.resources import StudyStore
+from metapb2_assets.runs import settings_version
+from metapb2_assets.stages import run_tags
+from metapb2_core.store import Catalog
 from metapb2_core.store.staleness import stale_partitions
+from metapb2_core.study_spec import StudySpec
 
 
-def stale_evaluations_schedule(family: str, evaluations: list[dg.AssetsDefinition], cron: str = "0 3 * * *"):
+def stale_keys(catalog: Catalog, asset: dg.AssetsDefinition, spec: StudySpec) -> list[str]:
+    """Materialised partitions of ``asset`` (``""`` when unpartitioned) that its current code, the
+    study's budget and quirk mode, or a newer input would make differently."""
+    key = asset.key
+    inputs = [dep.to_user_string() for dep in asset.asset_deps[key]]
+    version = settings_version(asset.code_versions_by_key[key], spec.budget, spec.faithful)
+    return stale_partitions(catalog, key.to_user_string(), version, inputs)
+
+
+def stale_evaluations_schedule(
+    spec: StudySpec, evaluations: list[dg.AssetsDefinition], cron: str = "0 3 * * *"
+) -> dg.ScheduleDefinition:
+    family = spec.family
+
     @dg.schedule(
         name=f"{family}_rerun_stale_evaluations",
         cron_schedule=cron,
@@ -29,15 +46,13 @@ def stale_evaluations_schedule(family: str, evaluations: list[dg.AssetsDefinitio
         )
         for asset in evaluations:
             key = asset.key
-            inputs = [dep.to_user_string() for dep in asset.asset_deps[key]]
-            for partition in stale_partitions(
-                catalog, key.to_user_string(), asset.code_versions_by_key[key], inputs
-            ):
+            for partition in stale_keys(catalog, asset, spec):
                 requests.append(
                     dg.RunRequest(
                         run_key=f"{key.to_user_string()}|{partition}|{state}",
                         asset_selection=[key],
                         partition_key=partition,
+                        tags=run_tags(spec, [key.path[-1]], spec.budget),
                     )
                 )
         return requests or dg.SkipReason("every materialised evaluation is up to date")

@@ -1,5 +1,6 @@
-"""The Definitions of the platform: one asset group per task family, the Ray and storage
-resources, the stale-evaluation schedules and the automation that keeps method_ranks fresh."""
+"""The Definitions of the platform for one study root: the declared study's asset graph (or, where no
+study is declared, every family's whole task space), its stage jobs, the Ray and storage resources,
+the stale-evaluation schedule and the automation that keeps method_ranks fresh (on by default)."""
 
 from __future__ import annotations
 
@@ -8,29 +9,48 @@ import os
 import dagster as dg
 
 from metapb2_assets.automation import stale_evaluations_schedule
-from metapb2_assets.family import family_assets
+from metapb2_assets.family import study_assets
 from metapb2_assets.resources import RayResource, StudyStore
+from metapb2_assets.stages import stage_jobs
 from metapb2_core.envs import ENV_FAMILIES
+from metapb2_core.study_spec import StudySpec, declared_study
+
+RANKS_SENSOR = "refresh_method_ranks"
 
 
-def build_definitions(ray: RayResource | None = None, store: StudyStore | None = None) -> dg.Definitions:
-    assets, schedules = [], []
-    for family in ENV_FAMILIES:
-        group = family_assets(family)
+def studies_of(store: StudyStore, study: StudySpec | None = None) -> list[StudySpec]:
+    """The study to build: the one given, the one declared in the store's root (``study.yaml``), or
+    the open layout of every family."""
+    spec = study or declared_study(store.paths().root)
+    return [spec] if spec else [StudySpec.open_layout(f) for f in ENV_FAMILIES]
+
+
+def build_definitions(
+    ray: RayResource | None = None, store: StudyStore | None = None, study: StudySpec | None = None
+) -> dg.Definitions:
+    # deployments set these (deploy/values.yaml); empty means the embedded default
+    ray = ray or RayResource(address=os.environ.get("METAPB2_RAY_ADDRESS", ""))
+    store = store or StudyStore(root=os.environ.get("METAPB2_STUDY_ROOT", ""))
+    assets, schedules, jobs = [], [], []
+    for spec in studies_of(store, study):
+        group = study_assets(spec)
         evaluations = [a for a in group if a.key.path[-1].startswith("evaluation_")]
         assets += group
-        schedules.append(stale_evaluations_schedule(family, evaluations))
+        schedules.append(stale_evaluations_schedule(spec, evaluations))
+        jobs += stage_jobs(spec)
     return dg.Definitions(
         assets=assets,
+        jobs=jobs,
         schedules=schedules,
         sensors=[
-            dg.AutomationConditionSensorDefinition("refresh_method_ranks", target=dg.AssetSelection.all())
+            dg.AutomationConditionSensorDefinition(
+                RANKS_SENSOR,
+                target=dg.AssetSelection.all(),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                description="Materialises method_ranks when new evaluations have landed (on by default)",
+            )
         ],
-        resources={
-            # deployments set these (deploy/values.yaml); empty means the embedded default
-            "ray": ray or RayResource(address=os.environ.get("METAPB2_RAY_ADDRESS", "")),
-            "store": store or StudyStore(root=os.environ.get("METAPB2_STUDY_ROOT", "")),
-        },
+        resources={"ray": ray, "store": store},
     )
 
 

@@ -1,5 +1,6 @@
-"""The asset graph of one task family (architecture.md): portfolio_candidates → performance_matrix →
-portfolio, meta_runs, one evaluation_<method> per registered method, method_ranks."""
+"""The asset graph of a study's task family (architecture.md): portfolio_candidates →
+performance_matrix → portfolio, meta_runs, one evaluation_<method> per method of the study,
+method_ranks; partitioned by the study's tasks × seeds, with its budget as every config's default."""
 
 import dagster as dg
 from pydantic import Field
@@ -7,24 +8,28 @@ from pydantic import Field
 from metapb2_assets import runs
 from metapb2_assets.ranks import ranks_asset
 from metapb2_assets.resources import RayResource, StudyStore
+from metapb2_assets.stages import tag_this_run
 from metapb2_core import portfolio as core_portfolio
 from metapb2_core import study
 from metapb2_core.budgets import get_budget
-from metapb2_core.methods import METHODS, get_method
+from metapb2_core.methods import get_method
 from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import exploits_per_round
 from metapb2_core.run import RunRequest
 from metapb2_core.space import SEARCH_SPACE
 from metapb2_core.store import Replace, lineage_rows
+from metapb2_core.study_spec import StudySpec
 
-SEEDS = [str(s) for s in range(10)]
+
+def partition_key(task: str, seed: int) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"task": task, "seed": str(seed)})
 
 
-def family_partitions(family: str) -> dg.MultiPartitionsDefinition:
+def study_partitions(spec: StudySpec) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition(
         {
-            "task": dg.StaticPartitionsDefinition(study.family_tasks(family)),
-            "seed": dg.StaticPartitionsDefinition(SEEDS),
+            "task": dg.StaticPartitionsDefinition(list(spec.tasks)),
+            "seed": dg.StaticPartitionsDefinition([str(s) for s in spec.seeds]),
         }
     )
 
@@ -47,10 +52,24 @@ def _write(store: StudyStore, changes: list[Replace]) -> None:
     store.paths().catalog().write(changes)
 
 
-def family_assets(family: str) -> list:
-    parts = family_partitions(family)
+def study_assets(spec: StudySpec) -> list:
+    family = spec.family
+    parts = study_partitions(spec)
     key = lambda name: dg.AssetKey([family, name])  # noqa: E731
     common = {"group_name": family, "partitions_def": parts}
+    note = f"the study {spec.name!r} uses"
+    run_config = runs.with_defaults(runs.RunConfig, note, budget=spec.budget, faithful=spec.faithful)
+    candidate_config = runs.with_defaults(
+        CandidateConfig,
+        note,
+        budget=spec.budget,
+        faithful=spec.faithful,
+        configs=spec.candidate_configs,
+        best=spec.candidate_best,
+    )
+    portfolio_config = runs.with_defaults(PortfolioConfig, note, budget=spec.budget, faithful=spec.faithful)
+    portfolio_version = runs.code_version(core_portfolio)
+    versioned = lambda config: runs.settings_version(portfolio_version, config.budget, config.faithful)  # noqa: E731
 
     @dg.asset(
         key=key("portfolio_candidates"),
@@ -59,8 +78,9 @@ def family_assets(family: str) -> list:
         description="Portfolio step 1: the best of a random search of configurations on one task and seed",
     )
     def candidates(
-        context: dg.AssetExecutionContext, config: CandidateConfig, ray: RayResource, store: StudyStore
+        context: dg.AssetExecutionContext, config: candidate_config, ray: RayResource, store: StudyStore
     ):
+        tag_this_run(context, spec, config.budget)
         task, seed = runs.task_and_seed(context)
         budget = get_budget(config.budget, family)
         found = ray.run(
@@ -75,7 +95,7 @@ def family_assets(family: str) -> list:
             config.best,
         )
         rid = study.candidates_run_id(task, budget.name, seed)
-        lin = runs.lineage(context, runs.code_version(core_portfolio))
+        lin = runs.lineage(context, versioned(config))
         _write(store, [study.record_candidates(found, task, seed, budget.name), lineage_rows(lin, [rid])])
         return dg.MaterializeResult(metadata={"rows": len(found), "best_score": max(c.score for c in found)})
 
@@ -86,9 +106,8 @@ def family_assets(family: str) -> list:
         deps=[dg.AssetDep(candidates, partition_mapping=dg.AllPartitionMapping())],
         description="Portfolio step 2: every candidate re-trained with fixed hyperparameters on a task",
     )
-    def matrix(
-        context: dg.AssetExecutionContext, config: runs.RunConfig, ray: RayResource, store: StudyStore
-    ):
+    def matrix(context: dg.AssetExecutionContext, config: run_config, ray: RayResource, store: StudyStore):
+        tag_this_run(context, spec, config.budget)
         task, seed = runs.task_and_seed(context)
         budget = get_budget(config.budget, family)
         cands = study.load_candidates(store.paths().catalog(), family)
@@ -102,7 +121,7 @@ def family_assets(family: str) -> list:
             Quirks.from_flag(config.faithful),
         )
         rows, inputs = study.matrix_rows(scores, cands, seed, budget.name)
-        lin = runs.lineage(context, runs.code_version(core_portfolio), tuple(inputs))
+        lin = runs.lineage(context, versioned(config), tuple(inputs))
         _write(
             store,
             [
@@ -119,12 +138,13 @@ def family_assets(family: str) -> list:
         deps=[matrix],
         description="Portfolio step 3: a greedy portfolio per target task, blind to the target's environment",
     )
-    def portfolio(context: dg.AssetExecutionContext, config: PortfolioConfig, store: StudyStore):
+    def portfolio(context: dg.AssetExecutionContext, config: portfolio_config, store: StudyStore):
+        tag_this_run(context, spec, config.budget)
         budget = get_budget(config.budget, family)
         size = config.size or budget.population_size + exploits_per_round(budget.population_size)
         paths = store.paths()
         table = study.build_family_portfolios(family, size, Quirks.from_flag(config.faithful), paths)
-        lin = runs.lineage(context, runs.code_version(core_portfolio), tuple(table["run_id"]))
+        lin = runs.lineage(context, versioned(config), tuple(table["run_id"]))
         _write(store, [Replace("portfolios", {"family": family}, table), lineage_rows(lin, [])])
         per_target = table.groupby("target_task")["candidate"].apply(", ".join)
         return dg.MaterializeResult(
@@ -139,12 +159,11 @@ def family_assets(family: str) -> list:
         key=key("meta_runs"),
         code_version=runs.method_code_version(study.META_METHOD),
         **common,
-        check_specs=runs.check_specs(key("meta_runs")),
+        check_specs=runs.check_specs(key("meta_runs"), parts),
         description="PB2 runs whose transitions become the meta-data of other tasks (leave-one-task-out)",
     )
-    def meta_runs(
-        context: dg.AssetExecutionContext, config: runs.RunConfig, ray: RayResource, store: StudyStore
-    ):
+    def meta_runs(context: dg.AssetExecutionContext, config: run_config, ray: RayResource, store: StudyStore):
+        tag_this_run(context, spec, config.budget)
         task, seed = runs.task_and_seed(context)
         req = RunRequest(
             task,
@@ -156,15 +175,19 @@ def family_assets(family: str) -> list:
             tag=study.META_TAG,
         )
         paths = store.paths()
-        version = runs.method_code_version(study.META_METHOD)
+        version = runs.settings_version(
+            runs.method_code_version(study.META_METHOD), config.budget, config.faithful
+        )
         after = lambda record: study.write_meta_data(record, paths, config.faithful)  # noqa: E731
         yield from runs.materialise_run(context, req, "meta", ray, paths, version, after)
 
-    evaluations = [_evaluation_asset(family, name, key, common, meta_runs, portfolio) for name in METHODS]
-    return [candidates, matrix, portfolio, meta_runs, *evaluations, ranks_asset(family, evaluations)]
+    evaluations = [
+        _evaluation_asset(spec, name, key, common, run_config, meta_runs, portfolio) for name in spec.methods
+    ]
+    return [candidates, matrix, portfolio, meta_runs, *evaluations, ranks_asset(spec, evaluations)]
 
 
-def _evaluation_asset(family: str, method: str, key, common: dict, meta_runs, portfolio):
+def _evaluation_asset(spec: StudySpec, method: str, key, common: dict, run_config, meta_runs, portfolio):
     requires = get_method(method).requires
     deps = []
     if "meta_tables" in requires:
@@ -178,18 +201,20 @@ def _evaluation_asset(family: str, method: str, key, common: dict, meta_runs, po
         key=key(name),
         code_version=version,
         deps=deps,
-        check_specs=runs.check_specs(key(name)),
+        check_specs=runs.check_specs(key(name), common["partitions_def"]),
         **common,
         description=f"{method} tuning PPO on one task and seed (the study's evaluation runs)",
     )
     def evaluation(
-        context: dg.AssetExecutionContext, config: runs.RunConfig, ray: RayResource, store: StudyStore
+        context: dg.AssetExecutionContext, config: run_config, ray: RayResource, store: StudyStore
     ):
+        tag_this_run(context, spec, config.budget)
         task, seed = runs.task_and_seed(context)
         paths = store.paths()
         req = study.run_request(
             task, method, seed, config.budget, config.faithful, paths, config.bounds_dict()
         )
-        yield from runs.materialise_run(context, req, "evaluation", ray, paths, version)
+        versioned = runs.settings_version(version, config.budget, config.faithful)
+        yield from runs.materialise_run(context, req, "evaluation", ray, paths, versioned)
 
     return evaluation

@@ -8,12 +8,15 @@ import pandas as pd
 from pydantic import Field
 
 from metapb2_assets import runs
-from metapb2_assets.metadata import ranks_markdown
+from metapb2_assets.metadata import final_return_table, rank_summary_table, ranks_markdown
 from metapb2_assets.resources import StudyStore
+from metapb2_assets.runs import with_defaults
+from metapb2_assets.stages import tag_this_run
 from metapb2_core import study
 from metapb2_core.evaluation import IncompleteGridWarning, evaluate
 from metapb2_core.evaluation.report import format_report, write_report
 from metapb2_core.store import Replace, lineage_rows
+from metapb2_core.study_spec import StudySpec
 
 # Any evaluation partition updated since the last refresh, once none of them is still running.
 REFRESH_ON_NEW_EVALUATIONS = (
@@ -26,7 +29,9 @@ REFRESH_ON_NEW_EVALUATIONS = (
 class RanksConfig(dg.Config):
     budget: str = Field(default="smoke", description="rank the evaluation runs of this budget preset")
     alpha: float = Field(default=0.05, description="significance level of the Friedman and Nemenyi tests")
-    seeds: list[int] = Field(default=[], description="rank only these seeds (empty: every materialised seed)")
+    seeds: list[int] = Field(
+        default=[], description="rank only these seeds (empty: the study's seeds, every seed if undeclared)"
+    )
 
 
 def rank_rows(ev, family: str, budget: str) -> pd.DataFrame:
@@ -37,24 +42,64 @@ def rank_rows(ev, family: str, budget: str) -> pd.DataFrame:
     return rows.assign(family=family, budget=budget)
 
 
-def ranks_asset(family: str, evaluations: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
+def completeness(spec: StudySpec, points: pd.DataFrame, failed: pd.DataFrame) -> str:
+    """How much of the planned grid (tasks × seeds × methods) has a run that passed its checks."""
+    if not spec.declared:
+        return (
+            f"{points['run_id'].nunique()} evaluation runs ranked; no study is declared in this root "
+            "(study.yaml), so there is no plan to measure them against"
+        )
+    planned = {(t, s, m) for t in spec.tasks for s in spec.seeds for m in spec.methods}
+    have = set(points[["task", "seed", "method"]].drop_duplicates().itertuples(index=False, name=None))
+    done = len(planned & have)
+    text = (
+        f"{done} of {len(planned)} planned evaluation runs passed their checks "
+        f"({len(spec.tasks)} tasks × {len(spec.seeds)} seeds × {len(spec.methods)} methods)"
+    )
+    if len(failed):
+        text += f"; {len(failed)} failed their checks (kept, not ranked)"
+    missing = sorted(planned - have)
+    if missing:
+        shown = ", ".join(f"{m} on {t} seed {s}" for t, s, m in missing[:5])
+        text += f"; missing: {shown}" + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return text
+
+
+def friedman_text(cmp, notes: list[str]) -> str:
+    if cmp is None:
+        why = [n for n in notes if "Friedman" in n]
+        return f"not computed: {why[0]}" if why else "not computed"
+    f = cmp.friedman
+    return f"p = {f.p_value:.3g} (χ² = {f.statistic:.2f}, {f.n_blocks} blocks × {f.n_methods} methods)"
+
+
+def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
+    family = spec.family
+    config_type = with_defaults(RanksConfig, f"the study {spec.name!r} uses", budget=spec.budget)
+
     @dg.asset(
         key=dg.AssetKey([family, "method_ranks"]),
         group_name=family,
         deps=evaluations,
         automation_condition=REFRESH_ON_NEW_EVALUATIONS,
         code_version=runs.code_version(evaluate),
-        description="Ranks, normalised scores, Friedman/Nemenyi tests and plots over every evaluation run",
+        description="Ranks, normalised scores, Friedman/Nemenyi tests and plots over the study's evaluation "
+        "runs; refreshed automatically when an evaluation lands",
     )
-    def method_ranks(context: dg.AssetExecutionContext, config: RanksConfig, store: StudyStore):
+    def method_ranks(context: dg.AssetExecutionContext, config: config_type, store: StudyStore):
+        tag_this_run(context, spec, config.budget)
         paths = store.paths()
-        found = study.evaluation_runs(paths.catalog(), family, config.budget)
+        catalog = paths.catalog()
+        found = study.evaluation_runs(
+            catalog, family, config.budget, spec.faithful if spec.declared else None
+        )
         points, failed = found.points, found.failed
-        if config.seeds:
-            points, failed = (
-                points[points["seed"].isin(config.seeds)],
-                failed[failed["seed"].isin(config.seeds)],
-            )
+        seeds = config.seeds or (list(spec.seeds) if spec.declared else [])
+        if spec.declared:
+            keep = lambda df: df["task"].isin(spec.tasks) & df["method"].isin(spec.methods)  # noqa: E731
+            points, failed = points[keep(points)], failed[keep(failed)]
+        if seeds:
+            points, failed = points[points["seed"].isin(seeds)], failed[failed["seed"].isin(seeds)]
         if points.empty:
             raise dg.Failure(
                 f"no {config.budget} evaluation runs of the {family} family that passed their checks in "
@@ -66,17 +111,30 @@ def ranks_asset(family: str, evaluations: list[dg.AssetsDefinition]) -> dg.Asset
         out = paths.root / "reports" / family
         written = write_report(ev, points, out)
         rows = rank_rows(ev, family, config.budget)
-        lin = runs.lineage(context, runs.code_version(evaluate), tuple(points["run_id"].unique()))
-        paths.catalog().write(
+        version = runs.settings_version(runs.code_version(evaluate), config.budget, spec.faithful)
+        lin = runs.lineage(context, version, tuple(points["run_id"].unique()))
+        catalog.write(
             [Replace("ranks", {"family": family, "budget": config.budget}, rows), lineage_rows(lin, [])]
         )
         context.log.info("\n" + format_report(ev))
         anytime = ev.ranks.groupby(level="point").mean()
+        newest = study.newest_landing(catalog, [e.key.to_user_string() for e in evaluations])
+        cmp = ev.final_test
         return dg.MaterializeResult(
             metadata={
-                "rows": len(rows),
-                "runs": int(points["run_id"].nunique()),
-                "rank_table": dg.MetadataValue.md(ev.summary.round(3).to_markdown()),
+                "study": spec.describe(),
+                "completeness": completeness(spec, points, failed),
+                "final_return": final_return_table(ev.final),
+                "friedman_p": friedman_text(cmp, ev.notes),
+                "critical_difference": (
+                    f"CD = {cmp.cd:.2f} mean ranks at α = {config.alpha:g} (Nemenyi); "
+                    f"groups: {' | '.join(', '.join(g) for g in cmp.groups)}"
+                    if cmp
+                    else "not computed"
+                ),
+                "runs": dg.MetadataValue.int(int(points["run_id"].nunique())),
+                "newest_run_landed": f"{newest:%Y-%m-%d %H:%M:%S} UTC" if newest is not None else "—",
+                "rank_table": rank_summary_table(ev.summary, anytime),
                 "anytime_rank": dg.MetadataValue.md(ranks_markdown(anytime)),
                 "grid": dg.MetadataValue.text(ev.grid.summary()),
                 "failed_runs": dg.MetadataValue.int(len(ev.grid.failed)),

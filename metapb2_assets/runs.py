@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import warnings
 from collections.abc import Callable
+from typing import TypeVar
 
 import dagster as dg
 from pydantic import Field
 
-from metapb2_assets.metadata import curve_markdown
+from metapb2_assets.metadata import curve_markdown, number, seconds
 from metapb2_assets.resources import RayResource
 from metapb2_core import __version__, population
 from metapb2_core.checks import CHECKS
@@ -22,6 +24,8 @@ from metapb2_core.ppo import trainer
 from metapb2_core.run import RunRequest, check_run, execute_run, save_run
 from metapb2_core.store import Lineage, RunRecord
 from metapb2_core.study import StudyPaths, publish_run, record_run
+
+C = TypeVar("C", bound=dg.Config)
 
 
 class RunConfig(dg.Config):
@@ -44,6 +48,17 @@ class RunConfig(dg.Config):
         return {name: (float(lo), float(hi)) for name, (lo, hi) in self.bounds.items()}
 
 
+def with_defaults(base: type[C], note: str, **defaults: object) -> type[C]:
+    """``base`` with other defaults (a study's budget, quirk mode, candidate sizes): what a run
+    launched from the UI, a backfill or a stage job uses unless its config says otherwise."""
+    ns: dict = {"__module__": base.__module__, "__qualname__": base.__qualname__, "__annotations__": {}}
+    for name, value in defaults.items():
+        info = base.model_fields[name]
+        ns["__annotations__"][name] = info.annotation
+        ns[name] = Field(default=value, description=f"{info.description} ({note}: {value})")
+    return type(base.__name__, (base,), ns)
+
+
 def task_and_seed(context: dg.AssetExecutionContext) -> tuple[str, int]:
     keys = context.partition_key.keys_by_dimension
     return keys["task"], int(keys["seed"])
@@ -62,15 +77,26 @@ def method_code_version(method: str) -> str:
     return code_version(get_method(method), population, trainer)
 
 
+def settings_version(version: str, budget: str, faithful: bool) -> str:
+    """The version a lineage row records: the code's, and the budget and quirk mode it ran with, so
+    a partition made at another budget or mode is not up to date for a study of this one."""
+    return f"{version}@{budget}" + ("-faithful" if faithful else "")
+
+
 def lineage(context: dg.AssetExecutionContext, version: str, inputs: tuple[str, ...] = ()) -> Lineage:
     partition = context.partition_key if context.has_partition_key else ""
     return Lineage(context.asset_key.to_user_string(), partition, context.run.run_id, version, inputs)
 
 
-def check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(name, asset=key, description=text, blocking=True) for name, text in CHECKS.items()
-    ]
+def check_specs(key: dg.AssetKey, partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    """Blocking checks per partition: each result says which task and seed it judged (partitioned
+    check specs are a preview feature of dagster 1.13; constraints.txt pins the version)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(name, asset=key, description=text, blocking=True, partitions_def=partitions)
+            for name, text in CHECKS.items()
+        ]
 
 
 def materialise_run(
@@ -108,28 +134,38 @@ def materialise_run(
     catalog = paths.catalog()
     record_run(record, role, lin, catalog)
     m = record.meta
+    r = run.request
     diagnostics = [json.loads(d) for d in record.perturbations["diagnostics"]]
     yield dg.MaterializeResult(
         metadata={
             "run_id": m["run_id"],
+            "task": r.task,
+            "seed": dg.MetadataValue.int(int(r.seed)),
+            "budget": budget.name,
             "status": m["status"] + (f": {', '.join(m['failed_checks'])}" if m["failed_checks"] else ""),
             "rows": dg.MetadataValue.int(len(record.points)),
             "perturbations": dg.MetadataValue.int(len(record.perturbations)),
             "fallbacks": describe_fallbacks(diagnostics),
-            "final_best_return": dg.MetadataValue.float(float(m["best_final_eval_return"])),
-            "wall_seconds": dg.MetadataValue.float(float(m["wall_seconds"])),
-            "env_steps_per_second": dg.MetadataValue.float(float(m["env_steps_per_second"])),
+            "final_best_return": number(float(m["best_final_eval_return"])),
+            "wall_time": seconds(float(m["wall_seconds"])),
+            "throughput": number(float(m["env_steps_per_second"]), 0, " env-steps/s"),
             "resumed_from_interval": dg.MetadataValue.int(int(m["resumed_from_interval"])),
             "learning_curve": dg.MetadataValue.md(curve_markdown(record.points, m["run_id"])),
             "record": dg.MetadataValue.path(str(paths.runs / f"{m['run_id']}.json")),
         }
     )
+    where = f"{m['run_id']} ({r.task}, seed {r.seed})"
     for outcome in outcomes:
         yield dg.AssetCheckResult(
             check_name=outcome.name,
             passed=outcome.passed,
-            description=outcome.description,
-            metadata={k: dg.MetadataValue.int(int(v)) for k, v in outcome.metadata.items()},
+            description=f"{where}: {outcome.description}",
+            metadata={
+                "run_id": m["run_id"],
+                "task": r.task,
+                "seed": dg.MetadataValue.int(int(r.seed)),
+                **{k: dg.MetadataValue.int(int(v)) for k, v in outcome.metadata.items()},
+            },
         )
     publish_run(record, lin, catalog)
     if after and m["status"] == "passed":

@@ -1,6 +1,10 @@
-"""``metapb2-study``: materialise a family's whole asset graph for some tasks and seeds, in order,
-into the Dagster instance at $DAGSTER_HOME (default ./dagster_home) and its DuckDB catalog, then
-print the rank table. Every step is an ordinary Dagster materialisation: the UI shows them all."""
+"""``metapb2-study``: run the study declared in the study root ($DAGSTER_HOME, default ./dagster_home:
+its ``study.yaml``, the demo when there is none) through its stage jobs into the Dagster instance and
+its DuckDB catalog, skipping what is materialised and up to date, then print the rank table.
+
+Flags change the declaration first (``--seeds 0 1`` adds seed 1 to the study, for the UI too)."""
+
+from __future__ import annotations
 
 import argparse
 import os
@@ -8,66 +12,88 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_TASKS = ["cart_pole-earth", "acrobot-earth", "pendulum-earth"]
+from metapb2_core.study_spec import DEMO
+
+DEFAULT_TASKS = list(DEMO.tasks)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metapb2-study", description=__doc__)
-    p.add_argument("--family", default="classic", help="task family (default classic)")
-    p.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, help="tasks (default: %(default)s)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default 0)")
+    p.add_argument("--study", type=Path, help="a study.yaml to declare in the study root and run")
+    p.add_argument("--name", help="study name (default: the declared one, else demo)")
+    p.add_argument("--family", help="task family")
+    p.add_argument("--tasks", nargs="+", help=f"tasks (demo: {' '.join(DEMO.tasks)})")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (demo: 0)")
+    p.add_argument("--budget", help="budget preset (demo: demo, smoke sizes over 5 intervals)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--faithful", action="store_true", default=None, help="the original code's quirks")
+    mode.add_argument("--fixed", dest="faithful", action="store_false", help="the fixed behaviour (default)")
+    p.add_argument("--methods", nargs="+", help="methods (default: all registered)")
     p.add_argument(
-        "--budget",
-        default="demo",
-        help="budget preset (default demo: smoke sizes over 5 intervals, so every method does its real work)",
-    )
-    p.add_argument("--faithful", action="store_true", help="reproduce the original code's quirks")
-    p.add_argument("--methods", nargs="*", help="evaluate only these methods (default: all registered)")
-    p.add_argument(
-        "--workers", type=int, default=2, help="concurrent partition runs (default 2, the CPUs of a laptop)"
+        "--workers", type=int, default=2, help="concurrent runs of a stage (default 2, the CPUs of a laptop)"
     )
     return p
+
+
+def declare(args: argparse.Namespace, root: Path, say) -> object:
+    """The study of ``root`` after the flags: read, changed and written back when they change it."""
+    from metapb2_core.study_spec import declared_study, load_study, study_file, write_study
+
+    current = load_study(args.study) if args.study else declared_study(root)
+    base = current or DEMO
+    spec = base.with_changes(
+        name=args.name,
+        family=args.family,
+        tasks=args.tasks,
+        seeds=args.seeds,
+        budget=args.budget,
+        faithful=args.faithful,
+        methods=args.methods,
+    )
+    path = study_file(root)
+    if not path.exists() or declared_study(root) != spec:
+        write_study(spec, path)
+        say(f"declared {spec.describe()} in {path}")
+    return spec
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = os.environ["DAGSTER_HOME"]
+    Path(home).mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
 
-    from metapb2_assets.study_plan import StudyPlan
+    def say(text: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    from metapb2_assets import ray_cluster
+    from metapb2_assets.resources import StudyStore, default_home
+    from metapb2_assets.study_runner import StudyRunner
     from metapb2_core.errors import MetaPB2Error
 
+    store = StudyStore(root=os.environ.get("METAPB2_STUDY_ROOT", ""))
     try:
-        plan = StudyPlan(args.family, args.tasks, args.seeds, args.budget, args.faithful, args.methods)
+        spec = declare(args, store.paths().root, say)
+        runner = StudyRunner(spec, store=store)
     except MetaPB2Error as e:
         print(f"metapb2-study: error: {e}", file=sys.stderr)
         return 2
-    start = time.perf_counter()
-
-    def echo(step: int, selection, partition) -> None:
-        names = ", ".join(k.path[-1] for k in selection)
-        where = f" [{partition}]" if partition else ""
-        print(
-            f"[{step:>3}/{plan.n_steps}] {time.perf_counter() - start:5.0f}s  {names}{where}", file=sys.stderr
-        )
-
-    from metapb2_assets import ray_cluster
-    from metapb2_assets.resources import default_home
-
+    say(spec.describe())
     ray_state = default_home() / ".ray"
     had_head = ray_cluster.running_head(ray_state) is not None
     try:
-        plan.run(os.environ["DAGSTER_HOME"], echo, workers=args.workers)
+        results, skipped = runner.run(home, say, workers=args.workers)
     except MetaPB2Error as e:
         print(f"metapb2-study: {e}", file=sys.stderr)
         return 1
     finally:
-        if not had_head and not plan.resources["ray"].address:
+        if not had_head and not runner.resources["ray"].address:
             ray_cluster.release(ray_state)  # started for this study: do not leave it behind
-    print(plan.report(), flush=True)
-    home = os.environ["DAGSTER_HOME"]
+    print(runner.report(), flush=True)
     print(
-        f"\ndone in {time.perf_counter() - start:.0f}s. Catalog: {plan.database()}\n"
+        f"\n{len(results)} runs, {skipped} steps up to date, in {time.perf_counter() - start:.0f} s. "
+        f"Catalog: {runner.paths.database}\n"
         f"Open the UI: DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml  (then http://127.0.0.1:3000)"
     )
     return 0

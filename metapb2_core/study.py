@@ -203,14 +203,39 @@ def build_family_portfolios(family: str, size: int, quirks: Quirks, paths: Study
     return pd.DataFrame(rows)
 
 
-def evaluation_runs(catalog: Catalog, family: str, budget: str) -> Runs:
-    """The family's evaluation runs of ``budget``: those that passed their checks, and those that
-    failed (kept, listed, never ranked)."""
+def evaluation_runs(catalog: Catalog, family: str, budget: str, faithful: bool | None = None) -> Runs:
+    """The family's evaluation runs of ``budget`` (and quirk mode, unless None): those that passed
+    their checks, and those that failed (kept, listed, never ranked)."""
     if "runs" not in catalog.tables():
         raise MetaPB2Error("no runs in the catalog yet: materialise evaluation assets first")
     tasks = family_tasks(family)
     marks = ", ".join("?" for _ in tasks)
-    return catalog_runs(catalog, "evaluation", f"r.budget = ? AND r.task IN ({marks})", [budget, *tasks])
+    cond, args = f"r.budget = ? AND r.task IN ({marks})", [budget, *tasks]
+    if faithful is not None:
+        cond, args = cond + " AND r.faithful = ?", [*args, faithful]
+    return catalog_runs(catalog, "evaluation", cond, args)
+
+
+def unpublished_partitions(catalog: Catalog, asset_key: str) -> set[str]:
+    """Partitions of ``asset_key`` whose last run was staged but never published (killed midway)."""
+    if "lineage" not in catalog.tables():
+        return set()
+    rows = catalog.query(
+        "SELECT partition FROM lineage WHERE asset_key = ? AND status = 'staged'", [asset_key]
+    )
+    return set(rows["partition"])
+
+
+def newest_landing(catalog: Catalog, asset_keys: list[str]):
+    """When the newest passed materialisation of any of ``asset_keys`` landed (UTC), or None."""
+    if "lineage" not in catalog.tables() or not asset_keys:
+        return None
+    marks = ", ".join("?" for _ in asset_keys)
+    t = catalog.query(
+        f"SELECT max(materialized_at) AS t FROM lineage WHERE asset_key IN ({marks}) AND status = 'passed'",
+        asset_keys,
+    )["t"].iloc[0]
+    return None if pd.isna(t) else pd.Timestamp(t)
 
 
 def write_meta_data(record: RunRecord, paths: StudyPaths, by_values: bool = False) -> Path | None:

@@ -3,9 +3,9 @@
 import dagster as dg
 import pytest
 
-from metapb2_assets.definitions import build_definitions, defs
+from metapb2_assets.definitions import build_definitions
+from metapb2_assets.family import partition_key
 from metapb2_assets.resources import RayResource, StudyStore
-from metapb2_assets.study_plan import partition_key
 from metapb2_core.checks import CHECKS
 from metapb2_core.envs import ENV_FAMILIES
 from metapb2_core.methods import METHODS
@@ -13,7 +13,26 @@ from metapb2_core.methods import METHODS
 PER_FAMILY = ["portfolio_candidates", "performance_matrix", "portfolio", "meta_runs", "method_ranks"]
 
 
-def test_definitions_have_every_asset_check_partition_schedule_and_sensor():
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory):
+    """The definitions of a study root without a study.yaml: every family's whole task space."""
+    return build_definitions(store=StudyStore(root=str(tmp_path_factory.mktemp("open"))))
+
+
+def test_the_embedded_default_is_the_demo_study():
+    from metapb2_assets.definitions import defs as default
+    from metapb2_core.study_spec import DEMO
+
+    graph = default.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {f"classic/{n}" for n in PER_FAMILY} | {f"classic/evaluation_{m}" for m in METHODS}
+    parts = graph.get(dg.AssetKey(["classic", "evaluation_pbt"])).partitions_def
+    assert sorted(parts.get_partition_keys()) == sorted(f"0|{t}" for t in DEMO.tasks)
+    sensor = default.get_sensor_def("refresh_method_ranks")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING  # ranks fresh out of the box
+
+
+def test_definitions_have_every_asset_check_partition_schedule_and_sensor(defs):
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     for family in ENV_FAMILIES:
@@ -35,7 +54,7 @@ def test_definitions_have_every_asset_check_partition_schedule_and_sensor():
     assert defs.get_sensor_def("refresh_method_ranks") is not None
 
 
-def test_evaluation_dependencies_follow_what_each_method_requires():
+def test_evaluation_dependencies_follow_what_each_method_requires(defs):
     graph = defs.resolve_asset_graph()
     parents = lambda name: {k.path[-1] for k in graph.get(dg.AssetKey(["classic", name])).parent_keys}  # noqa: E731
     assert parents("evaluation_pbt") == set()

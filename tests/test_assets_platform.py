@@ -1,30 +1,35 @@
-"""The whole classic smoke graph materialised in-process into a temporary Dagster instance, local
-Ray and DuckDB catalog; then SQL on the catalog, lineage, checks, automation and the schedule."""
+"""The README's main command's demo study (conftest.demo_study: 3 tasks × 1 seed, every asset,
+through the stage jobs, into a temporary Dagster instance, the session's local Ray and a DuckDB
+catalog); then SQL on the catalog, lineage, checks, run tags, skipping, automation and the schedule."""
+
+from collections import Counter
 
 import dagster as dg
 import pytest
 
-from metapb2_assets.definitions import build_definitions
+from metapb2_assets.family import partition_key
 from metapb2_assets.resources import RayResource, StudyStore
-from metapb2_assets.study_plan import StudyPlan, partition_key
+from metapb2_assets.study_runner import StudyRunner
 from metapb2_core.checks import CHECKS
 from metapb2_core.methods import METHODS
+from metapb2_core.study_spec import DEMO
 
-TASKS = ["cart_pole-earth", "acrobot-earth"]
-MEMBERS, ITERATIONS, PERTURBATIONS = 4, 6, 2  # smoke budget: 3 intervals of 2 iterations, 1 exploit per round
+TASKS = list(DEMO.tasks)
+# demo budget: 5 intervals of 2 iterations, 1 exploit in each of the 4 perturbation rounds
+MEMBERS, ITERATIONS, PERTURBATIONS, POINTS = 4, 10, 4, 5
+RUNS = 3 + 3 + 3 + 1 + 3 * len(METHODS) + 1  # candidates, meta, matrix, portfolio, evaluations, ranks
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, ray_head):
-    home = tmp_path_factory.mktemp("dagster_home")
+def study(demo_study, ray_head):
+    home = demo_study["home"]
     store = StudyStore(root=str(home))
-    defs = build_definitions(RayResource(address=ray_head), store)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    # 5 candidates per task: a target's portfolio (5 entries) comes from the one other environment
-    plan = StudyPlan("classic", TASKS, [0], "smoke", resources=defs.resources, best=5, configs=10)
-    results = plan.run(str(home), workers=1)  # in-process; tests/test_assets_concurrency.py runs 4 at once
+    runner = StudyRunner(DEMO, RayResource(address=ray_head), store)
     instance = dg.DagsterInstance.from_config(str(home))
-    return {"defs": defs, "instance": instance, "store": store, "plan": plan, "results": results}
+    return {
+        "defs": runner.defs, "instance": instance, "store": store, "runner": runner,
+        "home": str(home), "spec": DEMO, "made": demo_study,
+    }  # fmt: skip
 
 
 def sql(study, query, params=None):
@@ -45,15 +50,29 @@ def test_every_asset_and_partition_is_materialised(study):
 
 
 def test_all_checks_ran_and_passed(study):
-    evaluations = [c for r in study["results"] for c in r.checks]
-    run_assets = 2 * (1 + len(METHODS))  # meta_runs and every evaluation, on both tasks
+    instance = study["instance"]
+    evaluations = [
+        e.dagster_event.event_specific_data
+        for r in instance.get_runs()
+        for e in instance.all_logs(r.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    run_assets = 3 * (1 + len(METHODS))  # meta_runs and every evaluation, on the three tasks
     assert len(evaluations) == run_assets * len(CHECKS)
-    assert all(passed for _, passed in evaluations), [name for name, passed in evaluations if not passed]
+    assert all(e.passed for e in evaluations), [
+        (e.asset_key, e.check_name) for e in evaluations if not e.passed
+    ]
+
+
+def test_the_main_command_printed_the_rank_table_and_its_no_op_re_run_skipped_everything(study):
+    first, again = study["made"]["first"], study["made"]["again"]
+    assert f"{RUNS} runs, 0 steps up to date" in first.stdout and "Final scores" in first.stdout
+    assert f"0 runs, {RUNS} steps up to date" in again.stdout
+    assert "declared study 'demo'" in first.stderr  # the study.yaml it wrote for the UI
 
 
 def test_runs_points_and_perturbations_tables(study):
     runs = sql(study, "SELECT role, count(*) AS n FROM runs GROUP BY role ORDER BY role")
-    assert dict(zip(runs["role"], runs["n"], strict=True)) == {"evaluation": 2 * len(METHODS), "meta": 2}
+    assert dict(zip(runs["role"], runs["n"], strict=True)) == {"evaluation": 3 * len(METHODS), "meta": 3}
     points = sql(
         study, "SELECT run_id, count(*) AS n, count(DISTINCT member) AS m FROM run_points GROUP BY run_id"
     )
@@ -73,9 +92,9 @@ def test_runs_points_and_perturbations_tables(study):
 
 def test_portfolio_tables_and_leave_one_environment_out(study):
     cands = sql(study, "SELECT source_task, count(*) AS n FROM candidates GROUP BY source_task")
-    assert set(cands["source_task"]) == set(TASKS) and set(cands["n"]) == {5}  # best 5 of 10 drawn
+    assert set(cands["source_task"]) == set(TASKS) and set(cands["n"]) == {3}  # best 3 of 30 drawn
     matrix = sql(study, "SELECT task, count(*) AS n FROM performance_matrix GROUP BY task")
-    assert set(matrix["task"]) == set(TASKS) and set(matrix["n"]) == {10}
+    assert set(matrix["task"]) == set(TASKS) and set(matrix["n"]) == {9}  # every candidate on each task
     port = sql(
         study, "SELECT target_task, source_task, position FROM portfolios ORDER BY target_task, position"
     )
@@ -101,38 +120,38 @@ def run_id_of(study, method, task):
 def test_lineage_edges_from_evaluations_to_the_meta_runs_and_portfolio_they_used(study):
     edges = sql(study, "SELECT * FROM meta_usage")
     for target in TASKS:
-        other = next(t for t in TASKS if t != target)
+        others = sorted(t for t in TASKS if t != target)  # leave-one-task-out: the other two
         for method in ("metaprior", "multitask", "taf"):
             rid = run_id_of(study, method, target)
             # the run id names its meta-data by content: a digest after the usual name
-            assert rid.startswith(f"{method}-{target}-smoke-s0-") and len(rid.rsplit("-", 1)[1]) == 8
+            assert rid.startswith(f"{method}-{target}-demo-s0-") and len(rid.rsplit("-", 1)[1]) == 8
             mine = edges[edges["consumer_run_id"] == rid]
             assert set(mine["kind"]) == {"meta_data"}
-            assert mine["producer_run_id"].tolist() == [f"pb2-{other}-smoke-s0-meta"]
+            assert sorted(mine["producer_run_id"]) == [f"pb2-{o}-demo-s0-meta" for o in others]
         warm = edges[edges["consumer_run_id"] == run_id_of(study, "pb2_star_warm", target)]
         assert set(warm["kind"]) == {"portfolio"} and len(warm) == 5
-        assert set(warm["producer_run_id"]) == {f"candidates-{other}-smoke-s0"}
+        assert set(warm["producer_run_id"]) <= {f"candidates-{o}-demo-s0" for o in others}
         for method in ("pbt", "pb2", "random_search"):
-            assert (edges["consumer_run_id"] == f"{method}-{target}-smoke-s0").sum() == 0
+            assert (edges["consumer_run_id"] == f"{method}-{target}-demo-s0").sum() == 0
     lineage = sql(study, "SELECT * FROM lineage")
     assert not lineage.duplicated(["asset_key", "partition"]).any()
     row = lineage[
         (lineage["asset_key"] == "classic/evaluation_taf") & (lineage["partition"] == "0|cart_pole-earth")
     ]
-    assert "pb2-acrobot-earth-smoke-s0-meta" in row["input_runs"].iloc[0]
-    assert (
-        row["code_version"].iloc[0]
-        == study["defs"]
+    assert "pb2-acrobot-earth-demo-s0-meta" in row["input_runs"].iloc[0]
+    code = (
+        study["defs"]
         .get_assets_def(dg.AssetKey(["classic", "evaluation_taf"]))
         .code_versions_by_key[dg.AssetKey(["classic", "evaluation_taf"])]
     )
+    assert row["code_version"].iloc[0] == f"{code}@demo"  # the code, and the budget it ran at
 
 
 def test_evaluations_ranks_and_metadata(study):
     ev = sql(study, "SELECT run_id, count(*) AS n FROM evaluations GROUP BY run_id")
-    assert len(ev) == 2 * len(METHODS) and set(ev["n"]) == {3}  # three evaluation points each
+    assert len(ev) == 3 * len(METHODS) and set(ev["n"]) == {POINTS}  # an evaluation per interval
     ranks = sql(study, "SELECT * FROM ranks WHERE family = 'classic'")
-    assert set(ranks["method"]) == set(METHODS) and len(ranks) == 3 * len(METHODS)
+    assert set(ranks["method"]) == set(METHODS) and len(ranks) == POINTS * len(METHODS)
     means = ranks.groupby("point")["mean_rank"].mean()  # ranks 1..k average to (k+1)/2
     assert means.round(6).eq((len(METHODS) + 1) / 2).all()
     event = (
@@ -142,9 +161,74 @@ def test_evaluations_ranks_and_metadata(study):
     )
     md = event.metadata
     best = sql(study, "SELECT best_final_eval_return AS b FROM runs WHERE run_id = ?", [md["run_id"].value])
-    assert md["final_best_return"].value == pytest.approx(best["b"].iloc[0])
-    assert md["rows"].value == MEMBERS * ITERATIONS and md["env_steps_per_second"].value > 0
+    shown = float(md["final_best_return"].value.replace("\N{MINUS SIGN}", "-").replace(",", ""))
+    assert shown == pytest.approx(best["b"].iloc[0], abs=0.05)  # rounded to 0.1 for the UI
+    assert md["rows"].value == MEMBERS * ITERATIONS and md["throughput"].value.endswith(" env-steps/s")
+    assert md["wall_time"].value.endswith((" s", " min", " h")) and md["task"].value in TASKS
     assert md["learning_curve"].value.startswith("![learning curve](data:image/png;base64,")
+
+
+def test_every_run_is_a_named_stage_job_tagged_with_study_stage_method_and_budget(study):
+    runs = study["instance"].get_runs()
+    assert len(runs) == RUNS
+    for r in runs:
+        t = r.tags
+        assert t["metapb2/study"] == "demo" and t["metapb2/budget"] == "demo", t
+        if t["metapb2/stage"] == "evaluation":
+            assert r.job_name == f"classic_evaluation_{t['metapb2/method']}"
+        else:
+            assert "metapb2/method" not in t and r.job_name.startswith("classic_"), r.job_name
+    stages = Counter(r.tags["metapb2/stage"] for r in runs)
+    assert stages == {"candidates": 3, "meta": 3, "matrix": 3, "portfolio": 1, "evaluation": 24, "ranks": 1}
+
+
+def test_the_study_run_again_skips_everything_and_another_budget_redoes_everything(study):
+    runner, instance = study["runner"], study["instance"]
+    results, skipped = runner.run(study["home"], workers=1)
+    assert results == [] and skipped == RUNS
+    other = StudyRunner(study["spec"].with_changes(budget="smoke"), runner.resources["ray"], study["store"])
+    assert [len(other.pending(p, instance)) for p in other.phases()] == [len(p) for p in other.phases()]
+
+
+def test_check_results_carry_their_partition_run_task_and_seed(study):
+    instance = study["instance"]
+    key = dg.AssetKey(["classic", "evaluation_taf"])
+    (run,) = instance.get_runs(
+        dg.RunsFilter(job_name="classic_evaluation_taf", tags={"dagster/partition": "0|acrobot-earth"})
+    )
+    logs = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    evals = [e.dagster_event.event_specific_data for e in logs]
+    assert {e.check_name for e in evals} == set(CHECKS) and all(e.asset_key == key for e in evals)
+    for e in evals:
+        assert e.partition == "0|acrobot-earth"
+        assert (
+            e.description.startswith("taf-acrobot-earth-demo-s0-")
+            and "(acrobot-earth, seed 0): " in e.description
+        )
+        assert e.metadata["task"].value == "acrobot-earth" and e.metadata["seed"].value == 0
+
+
+def test_ranks_metadata_shows_completeness_final_table_and_tests_inline(study):
+    md = (
+        study["instance"]
+        .get_latest_materialization_event(dg.AssetKey(["classic", "method_ranks"]))
+        .asset_materialization.metadata
+    )
+    n = 3 * len(METHODS)
+    assert md["completeness"].value.startswith(f"{n} of {n} planned evaluation runs passed their checks")
+    rows = [r.data for r in md["final_return"].value.records]
+    assert [r["task"] for r in rows] == sorted(TASKS) + ["mean"] and set(rows[0]) == {"task", *METHODS}
+    for r in rows:  # one winner starred per row, unless the best mean is tied
+        starred = [m for m in METHODS if r[m].startswith("★ ")]
+        best = max(float(r[m].lstrip("★ ").replace("−", "-").replace(",", "")) for m in METHODS)
+        assert len(starred) <= 1 and all(
+            float(r[m].lstrip("★ ").replace("−", "-").replace(",", "")) == best for m in starred
+        )
+    ranked = [r.data for r in md["rank_table"].value.records]
+    assert len(ranked) == len(METHODS) and all(len(r["anytime rank (█ = 1st)"]) == POINTS for r in ranked)
+    assert md["friedman_p"].value.startswith("p = ") and md["critical_difference"].value.startswith("CD = ")
+    assert md["runs"].value == n and md["newest_run_landed"].value.endswith(" UTC")
+    assert md["anytime_rank"].value.startswith("![anytime mean rank](data:image/png;base64,")
 
 
 def test_rematerialising_replaces_rows_and_ranks_refresh_automatically(study):
@@ -161,7 +245,7 @@ def test_rematerialising_replaces_rows_and_ranks_refresh_automatically(study):
         selection=[dg.AssetKey(["classic", "evaluation_pbt"])],
     )
     assert sql(study, "SELECT count(*) AS n FROM run_points")["n"].iloc[0] == before
-    run = sql(study, "SELECT dagster_run_id FROM runs WHERE run_id = 'pbt-cart_pole-earth-smoke-s0'")
+    run = sql(study, "SELECT dagster_run_id FROM runs WHERE run_id = 'pbt-cart_pole-earth-demo-s0'")
     assert run["dagster_run_id"].tolist() == [result.run_id]
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.get_num_requested(ranks_key) == 1  # a new evaluation landed

@@ -1,4 +1,9 @@
-"""`dagster dev` on a free port: the asset graph and partition status over GraphQL, then a clean stop."""
+"""The study at a glance, as a researcher sees it: the README's main command materialises the demo
+study, `dagster dev` serves it, and a headless Chromium (Debian's, driven by Playwright) opens the
+asset graph, an evaluation asset and method_ranks. GraphQL says every asset of the study is
+complete, and a new evaluation refreshes method_ranks with nobody touching the UI."""
+
+from __future__ import annotations
 
 import json
 import os
@@ -12,20 +17,17 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from metapb2_assets.study_plan import partition_key
+from metapb2_core.study_spec import DEMO
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSET = ["classic", "evaluation_random_search"]
-
-QUERY = """
-{
-  assetNodes { assetKey { path } groupName isPartitioned }
-  assetNodeOrError(assetKey: {path: ASSET}) {
-    ... on AssetNode { partitionStats { numMaterialized numPartitions } hasAssetChecks }
-  }
-}
-""".replace("ASSET", json.dumps(ASSET))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ASSETS = [
+    "portfolio_candidates", "performance_matrix", "portfolio", "meta_runs",
+    *(f"evaluation_{m}" for m in DEMO.methods), "method_ranks",
+]  # fmt: skip
+FIGURES: dict[str, float] = {}  # printed at the end of the module: the closing note quotes them
 
 
 def _free_port() -> int:
@@ -40,68 +42,47 @@ def _graphql(port: int, query: str) -> dict:
         data=json.dumps({"query": query}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+    with urllib.request.urlopen(req, timeout=20) as r:
+        out = json.loads(r.read())
+    assert "errors" not in out, out["errors"]
+    return out["data"]
 
 
-def test_dagster_dev_serves_the_graph_and_partition_status(tmp_path, ray_head):
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    with open(home / "dagster.yaml", "a") as f:  # no automation tick may launch a run mid-test
-        f.write("auto_materialize:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = str(home)  # for this process's instance and the definitions it loads
-    try:
-        from metapb2_assets.definitions import build_definitions
-        from metapb2_assets.resources import RayResource, StudyStore
+@pytest.fixture(scope="module")
+def demo_home(demo_study):
+    """The home the README's main command made (conftest.demo_study)."""
+    FIGURES.update(demo_study["figures"])
+    return demo_study["home"], demo_study["env"]
 
-        defs = build_definitions(RayResource(address=ray_head), StudyStore(root=str(home)))
-        pk = partition_key("cart_pole-earth", 0)
-        instance = dg.DagsterInstance.get()
-        dg.materialize(
-            list(defs.assets),
-            instance=instance,
-            resources=defs.resources,
-            partition_key=pk,
-            selection=[dg.AssetKey(ASSET)],
-        )
-    finally:
-        del os.environ["DAGSTER_HOME"]
 
+@pytest.fixture(scope="module")
+def dagster_dev(demo_home, tmp_path_factory):
+    home, env = demo_home
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    logs = tmp_path_factory.mktemp("dev")
+    log = open(logs / "dagster_dev.log", "wb")  # noqa: SIM115  a file: dagster dev blocks on a full pipe
     dagster = Path(sys.executable).with_name("dagster")
-    # a file, not a pipe: dagster dev blocks on a full pipe nobody reads (closed below)
-    log = open(tmp_path / "dagster_dev.log", "wb")  # noqa: SIM115
+    start = time.monotonic()
     proc = subprocess.Popen(
         [str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-p", str(port), "-h", "127.0.0.1"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         # a test run started in the background inherits SIGINT ignored; dagster dev must get it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    tail = lambda: (tmp_path / "dagster_dev.log").read_bytes().decode(errors="replace")[-2000:]  # noqa: E731
+    tail = lambda: (logs / "dagster_dev.log").read_bytes().decode(errors="replace")[-3000:]  # noqa: E731
     try:
-        deadline, data = time.monotonic() + 180, None
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             try:
-                data = _graphql(port, QUERY)["data"]
-                if data["assetNodes"]:  # the code location has loaded
+                if _graphql(port, "{ assetNodes { id } }")["assetNodes"]:
                     break
-            except (OSError, KeyError, TypeError):
+            except (OSError, KeyError, TypeError, AssertionError):
                 pass
             assert proc.poll() is None, tail()
-            time.sleep(1)
-        assert data and data["assetNodes"], "dagster dev did not serve the asset graph in time"
-        nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-        for name in ("portfolio_candidates", "performance_matrix", "portfolio", "meta_runs", "method_ranks"):
-            assert nodes[f"classic/{name}"]["groupName"] == "classic"
-        assert (
-            nodes["classic/evaluation_pbt"]["isPartitioned"]
-            and not nodes["classic/portfolio"]["isPartitioned"]
-        )
-        node = data["assetNodeOrError"]
-        assert node["partitionStats"] == {"numMaterialized": 1, "numPartitions": 20 * 10}
-        assert node["hasAssetChecks"]
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"dagster dev did not serve the asset graph in 240 s:\n{tail()}")
+        yield {"port": port, "home": home, "env": env, "started": start, "tail": tail}
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # dagster dev stops cleanly on SIGINT, not SIGTERM
         try:
@@ -110,4 +91,126 @@ def test_dagster_dev_serves_the_graph_and_partition_status(tmp_path, ray_head):
             os.killpg(proc.pid, signal.SIGKILL)
             code = f"no exit 90 s after SIGINT; log:\n{tail()}"
         log.close()
-    assert code == 0, code
+        print("\nUI figures: " + ", ".join(f"{k} {v:.1f}" for k, v in FIGURES.items()))
+        assert code == 0, code
+
+
+ASSET_QUERY = """
+{ assetNodes(group: {groupName: "classic", repositoryName: "__repository__",
+                     repositoryLocationName: "metapb2_assets.definitions:defs"}) {
+    assetKey { path } isPartitioned
+    partitionStats { numMaterialized numPartitions numFailed }
+    assetMaterializations(limit: 1) { runId timestamp }
+} }
+"""
+
+
+def test_graphql_every_asset_of_the_demo_study_is_complete(dagster_dev):
+    nodes = _graphql(dagster_dev["port"], ASSET_QUERY)["assetNodes"]
+    by_name = {n["assetKey"]["path"][-1]: n for n in nodes}
+    assert sorted(by_name) == sorted(ASSETS)
+    for name, n in by_name.items():
+        if n["isPartitioned"]:  # "3 of 3": the partitions are the study's, not the family's 200
+            assert n["partitionStats"] == {"numMaterialized": 3, "numPartitions": 3, "numFailed": 0}, name
+        else:
+            assert n["assetMaterializations"], name
+    sensors = _graphql(
+        dagster_dev["port"],
+        '{ sensorOrError(sensorSelector: {repositoryName: "__repository__", repositoryLocationName: '
+        '"metapb2_assets.definitions:defs", sensorName: "refresh_method_ranks"}) '
+        "{ ... on Sensor { sensorState { status } } } }",
+    )
+    assert sensors["sensorOrError"]["sensorState"]["status"] == "RUNNING"  # on out of the box
+
+
+def test_the_browser_shows_the_graph_a_complete_evaluation_and_the_rank_table(dagster_dev, tmp_path):
+    if CHROMIUM is None:
+        why = "Debian's chromium is not installed (apt-get install chromium; .ci/run does)"
+        if os.environ.get("METAPB2_REQUIRE_BROWSER"):
+            pytest.fail(why)
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    base = f"http://127.0.0.1:{dagster_dev['port']}"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+
+        def skip_welcome() -> None:
+            skip = page.get_by_role("button", name="Skip")  # the "Join the Dagster community" dialog
+            if skip.count():
+                skip.first.click()
+
+        page.goto(f"{base}/asset-groups/classic")
+        page.get_by_text("method_ranks").first.wait_for(timeout=120_000)
+        FIGURES["dagster dev until the asset graph renders (s)"] = time.monotonic() - dagster_dev["started"]
+        page.wait_for_timeout(2000)
+        skip_welcome()
+        for name in ASSETS:
+            assert page.get_by_text(name, exact=True).count() >= 1, name
+        page.screenshot(path=shots / "ui_asset_graph.png")
+
+        page.goto(f"{base}/assets/classic/evaluation_pbt?view=partitions")
+        page.get_by_text("Materialized (3)").wait_for(timeout=60_000)  # the study's 3 of 3
+        assert page.get_by_text("Missing (0)").count() == 1
+        page.screenshot(path=shots / "ui_evaluation_partitions.png")
+
+        page.goto(f"{base}/assets/classic/evaluation_pbt")
+        page.get_by_text("learning_curve", exact=True).wait_for(timeout=60_000)
+        skip_welcome()
+        page.screenshot(path=shots / "ui_evaluation.png")
+        row = page.locator("tr", has=page.get_by_text("learning_curve", exact=True))
+        row.get_by_text("[Show Markdown]").click()
+        plot = page.locator('img[src^="data:image/png;base64,"]').first
+        plot.wait_for(timeout=30_000)
+        width = plot.evaluate("img => img.naturalWidth")
+        assert width >= 600, width  # 5.5 in at 120 dpi: legible, not a thumbnail
+        page.screenshot(path=shots / "ui_learning_curve.png")
+
+        page.goto(f"{base}/assets/classic/method_ranks")
+        page.get_by_text("completeness", exact=True).wait_for(timeout=60_000)
+        skip_welcome()
+        text = page.inner_text("body")
+        assert "24 of 24 planned evaluation runs passed their checks" in text
+        assert all(t in text for t in DEMO.tasks) and "★" in text  # the final-return table, inline
+        assert "p = " in text and "CD = " in text and "█" in text
+        page.screenshot(path=shots / "ui_method_ranks.png")
+        browser.close()
+    if os.environ.get("METAPB2_DOCS_SCREENSHOTS"):  # refresh the README's copies
+        for png in shots.glob("*.png"):
+            shutil.copy(png, ROOT / "docs" / png.name)
+
+
+def test_a_new_evaluation_refreshes_method_ranks_with_nobody_touching_the_ui(dagster_dev, ray_head):
+    from metapb2_assets.definitions import build_definitions
+    from metapb2_assets.family import partition_key
+    from metapb2_assets.resources import RayResource, StudyStore
+
+    port, home = dagster_dev["port"], dagster_dev["home"]
+    before = {n["assetKey"]["path"][-1]: n for n in _graphql(port, ASSET_QUERY)["assetNodes"]}
+    old_run = before["method_ranks"]["assetMaterializations"][0]["runId"]
+
+    defs = build_definitions(RayResource(address=ray_head), StudyStore(root=str(home)))
+    result = defs.resolve_job_def("classic_evaluation_pbt").execute_in_process(
+        instance=dg.DagsterInstance.from_config(str(home)), partition_key=partition_key("acrobot-earth", 0)
+    )
+    assert result.success
+    landed = dg.DagsterInstance.from_config(str(home)).get_run_record_by_id(result.run_id).end_time
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        nodes = {n["assetKey"]["path"][-1]: n for n in _graphql(port, ASSET_QUERY)["assetNodes"]}
+        latest = nodes["method_ranks"]["assetMaterializations"][0]
+        if latest["runId"] not in (old_run, result.run_id):
+            break
+        time.sleep(3)
+    else:
+        pytest.fail(f"method_ranks was not refreshed within 300 s:\n{dagster_dev['tail']()}")
+    record = dg.DagsterInstance.from_config(str(home)).get_run_record_by_id(latest["runId"])
+    assert record.dagster_run.tags["dagster/sensor_name"] == "refresh_method_ranks"  # not launched by us
+    assert record.create_timestamp.timestamp() > landed  # it was asked for after the evaluation landed
+    assert (
+        record.dagster_run.tags["metapb2/stage"] == "ranks"
+        and record.dagster_run.tags["metapb2/study"] == "demo"
+    )

@@ -8,11 +8,13 @@ import json
 
 import pytest
 
-from metapb2_assets.study import DEFAULT_TASKS, _parser
 from metapb2_core.evaluation.fallbacks import summarise
 from metapb2_core.run import RunRequest, check_run, execute_run
 from metapb2_core.store import Catalog, Lineage
 from metapb2_core.study import META_METHOD, META_TAG, StudyPaths, publish_run, record_run, run_request
+from metapb2_core.study_spec import DEMO, load_study
+
+DEFAULT_TASKS = list(DEMO.tasks)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,7 @@ def demo_paths(tmp_path_factory):
     """A study catalog holding the demo's meta runs (PB2 on the demo tasks at the demo budget)."""
     root = tmp_path_factory.mktemp("demo")
     paths = StudyPaths(root, root / "metapb2.duckdb")
-    budget = _parser().parse_args([]).budget
+    budget = DEMO.budget
     for task in DEFAULT_TASKS:
         run = RunRequest(task, META_METHOD, 0, budget, tag=META_TAG).resolve()
         record = execute_run(run)
@@ -45,3 +47,10 @@ def test_the_demos_multitask_runs_fit_the_multi_task_model(demo_paths, task):
     n, fell_back, reasons = summarise(diags)
     assert n == 3 and fell_back == 1, reasons  # round 2 (one time in the window) is PB2*'s, as designed
     assert set(reasons) == {"meta: all window rows share one time"}
+
+
+def test_the_committed_study_of_the_embedded_default_is_the_demo():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "dagster_home"
+    assert load_study(root / "study.yaml") == DEMO

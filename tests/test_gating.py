@@ -15,8 +15,8 @@ import dagster as dg
 import pytest
 
 from metapb2_assets.definitions import build_definitions
+from metapb2_assets.family import partition_key
 from metapb2_assets.resources import RayResource, StudyStore
-from metapb2_assets.study_plan import partition_key
 from metapb2_core.cli import main
 from metapb2_core.store import read_record
 

@@ -2,8 +2,10 @@
 tests/test_resume.py also compares resumed runs with)."""
 
 import numpy as np
+import pytest
 
 
+@pytest.mark.slow  # one short-budget run, ~2 min on 2 cores: run with -m slow
 def test_pbt_short_budget_solves_cart_pole(short_pbt_record):
     record = short_pbt_record
     evals = record.points[record.points.eval_is_fresh]

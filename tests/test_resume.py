@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import META_TARGET, SHORT_PBT, SHORT_PBT_ID
+from conftest import META_TARGET, pbt_args, pbt_run_id
 
 from metapb2_core.methods import METHODS
 from metapb2_core.run import RunRequest, execute_run, save_run
 from metapb2_core.store import checkpoint_path, load_checkpoint, read_record
 
 TIMING = ["wall_seconds", "total_run_time"]
-SHORT, SHORT_ID = SHORT_PBT, SHORT_PBT_ID  # the short runs below are PBT: every method resumes above
 
 
 def assert_same_run(a, b) -> None:
@@ -115,7 +114,20 @@ def metapb2(*args: str, cwd: Path) -> subprocess.Popen:
     )
 
 
-def kill_after_interval(proc: subprocess.Popen, ckpt: Path, interval: int, timeout: float = 300) -> int:
+def logged(argv: list[str], log: Path) -> subprocess.Popen:
+    """A process whose output goes to ``log``: a pipe nobody reads while it runs fills up (64 KiB of
+    Dagster and Ray logs) and blocks the writer, which then never reaches its next checkpoint."""
+    with log.open("w") as f:
+        return subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, text=True)
+
+
+def tail(log: Path, n: int = 3000) -> str:
+    return log.read_text(errors="replace")[-n:] if log.exists() else ""
+
+
+def kill_after_interval(
+    proc: subprocess.Popen, ckpt: Path, interval: int, timeout: float = 600, log: Path | None = None
+) -> int:
     """SIGKILL ``proc`` as soon as its checkpoint says ``interval`` intervals are done; returns
     the count in the checkpoint it leaves (stopped first, so it cannot move on meanwhile)."""
     deadline = time.monotonic() + timeout
@@ -128,32 +140,50 @@ def kill_after_interval(proc: subprocess.Popen, ckpt: Path, interval: int, timeo
             proc.wait(30)
             return done
         if proc.poll() is not None:
-            pytest.fail(f"the run ended before interval {interval}: {proc.stderr.read()[-2000:]}")
+            said = tail(log) if log else proc.stderr.read()[-3000:]
+            pytest.fail(f"the run ended before interval {interval}: {said}")
         time.sleep(0.02)
     proc.kill()
-    pytest.fail(f"no checkpoint after interval {interval} within {timeout:.0f} s")
+    proc.wait(30)
+    said = tail(log) if log else proc.stderr.read()[-3000:]
+    pytest.fail(f"no checkpoint after interval {interval} within {timeout:.0f} s; it said:\n{said}")
 
 
-def test_a_killed_metapb2_run_continues_at_interval_6_and_ends_as_an_uninterrupted_one(
-    short_pbt_record, tmp_path
+# (budget, the interval after which the first process is killed, intervals in all); the short
+# budget is the issue's case (killed after interval 5 of 15), demo its small default-suite twin
+SIZES = [
+    pytest.param("demo", 2, 5, id="demo"),
+    pytest.param("short", 5, 15, id="short", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("budget, kill_at, total", SIZES)
+def test_a_killed_metapb2_run_continues_where_it_stopped_and_ends_as_an_uninterrupted_one(
+    budget, kill_at, total, pbt_record, tmp_path
 ):
+    reference, rid, args = pbt_record(budget), pbt_run_id(budget), pbt_args(budget)
     out = tmp_path / "runs"
-    ckpt = checkpoint_path(out, SHORT_ID)
-    first = metapb2("run", *SHORT, "--out", str(out), cwd=tmp_path)
-    assert kill_after_interval(first, ckpt, 5) == 5
-    assert not (out / f"{SHORT_ID}.json").exists()  # killed: no record
+    ckpt = checkpoint_path(out, rid)
+    log = tmp_path / "first.log"
+    exe = str(Path(sys.executable).with_name("metapb2"))
+    first = logged([exe, "run", *args, "--out", str(out)], log)
+    done = kill_after_interval(first, ckpt, kill_at, log=log)
+    assert kill_at <= done < total
+    assert not (out / f"{rid}.json").exists()  # killed: no record
 
-    again = metapb2("run", *SHORT, "--out", str(out), cwd=tmp_path)
+    again = metapb2("run", *args, "--out", str(out), cwd=tmp_path)
     _, err = again.communicate(timeout=900)
     assert again.returncode == 0, err
     resumed = [line for line in err.splitlines() if "resuming" in line]
     assert resumed == [
-        f"{SHORT_ID}: resuming from {ckpt.name}: 5 of 15 intervals done, continuing at interval 6"
+        f"{rid}: resuming from {ckpt.name}: {done} of {total} intervals done, "
+        f"continuing at interval {done + 1}"
     ]
-    assert "[ 6/15]" in err and "[ 5/15]" not in err  # progress restarts at interval 6
-    record = read_record(out, SHORT_ID)
-    assert record.meta["resumed_from_interval"] == 5
-    assert_same_run(record, short_pbt_record)
+    width = len(str(total))
+    assert f"[{done + 1:>{width}}/{total}]" in err and f"[{done:>{width}}/{total}]" not in err
+    record = read_record(out, rid)
+    assert record.meta["resumed_from_interval"] == done
+    assert_same_run(record, reference)
     assert not ckpt.exists()
 
 
@@ -167,7 +197,7 @@ defs = dagster_defs({home!r}, {address!r})
 result = dg.materialize(
     list(defs.assets), instance=dg.DagsterInstance.from_config({home!r}), partition_key={pk!r},
     resources=defs.resources, selection=[dg.AssetKey(["classic", "evaluation_pbt"])],
-    run_config={{"ops": {{"classic__evaluation_pbt": {{"config": {{"budget": "short"}}}}}}}},
+    run_config={{"ops": {{"classic__evaluation_pbt": {{"config": {{"budget": {budget!r}}}}}}}}},
 )
 sys.exit(0 if result.success else 1)
 """
@@ -181,28 +211,34 @@ def dagster_defs(home: str, address: str):
     return build_definitions(RayResource(address=address, cpus_per_task=2), StudyStore(root=home))
 
 
+@pytest.mark.slow  # about 3 minutes on 2 cores; run with -m slow
 def test_a_killed_partition_rematerialised_resumes_and_ends_as_an_uninterrupted_run(
-    short_pbt_record, ray_head, tmp_path
+    pbt_record, ray_head, tmp_path
 ):
+    """At the short budget: its intervals last seconds, so the Ray worker of the killed step is gone
+    before it could finish (at the demo budget it would finish within the second it takes)."""
     import dagster as dg
 
-    from metapb2_assets.study_plan import partition_key
+    from metapb2_assets.family import partition_key
 
+    budget, kill_at, total = "short", 3, 15
+    reference, rid = pbt_record(budget), pbt_run_id(budget)
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     pk = str(partition_key("cart_pole-earth", 0))
-    script = MATERIALISE.format(tests=os.path.dirname(__file__), home=str(home), address=ray_head, pk=pk)
-    ckpt = checkpoint_path(home / "runs", SHORT_ID)
-
-    first = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    script = MATERIALISE.format(
+        tests=os.path.dirname(__file__), home=str(home), address=ray_head, pk=pk, budget=budget
     )
-    killed_at = kill_after_interval(first, ckpt, 3)
-    assert killed_at >= 3
+    ckpt = checkpoint_path(home / "runs", rid)
+
+    log = tmp_path / "first.log"
+    first = logged([sys.executable, "-c", script], log)
+    killed_at = kill_after_interval(first, ckpt, kill_at, log=log)
+    assert killed_at >= kill_at
     time.sleep(3)  # the Ray worker of the dead step is stopped with its owner
     left = load_checkpoint(ckpt)["intervals_done"]
-    assert left < 15, "the Ray task ran on to the end without its step"
+    assert left < total, "the Ray task ran on to the end without its step"
 
     second = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -210,5 +246,5 @@ def test_a_killed_partition_rematerialised_resumes_and_ends_as_an_uninterrupted_
     event = instance.get_latest_materialization_event(dg.AssetKey(["classic", "evaluation_pbt"]))
     md = event.asset_materialization.metadata
     assert md["resumed_from_interval"].value == left
-    assert_same_run(read_record(home / "runs", SHORT_ID), short_pbt_record)
+    assert_same_run(read_record(home / "runs", rid), reference)
     assert not ckpt.exists()

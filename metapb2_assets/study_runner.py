@@ -1,0 +1,177 @@
+"""The main command's engine: the declared study's stage jobs, phase after phase, one Dagster run
+per job and partition (executed in process, ``workers`` at a time, each a named job run with the
+study's tags in the instance), skipping every partition that is materialised and up to date."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import dagster as dg
+
+from metapb2_assets.automation import stale_keys
+from metapb2_assets.definitions import build_definitions
+from metapb2_assets.family import partition_key
+from metapb2_assets.resources import RayResource, StudyStore
+from metapb2_assets.stages import Stage, stage_run_config, study_stages
+from metapb2_core import study
+from metapb2_core.errors import MetaPB2Error
+from metapb2_core.evaluation import IncompleteGridWarning, evaluate
+from metapb2_core.evaluation.report import format_report
+from metapb2_core.study_spec import StudySpec
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass(frozen=True)
+class Step:
+    stage: Stage
+    partition: str | None
+
+    def describe(self) -> str:
+        return self.stage.job + (f" [{self.partition}]" if self.partition else "")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    success: bool
+    run_id: str
+    checks: list[tuple[str, bool]]  # (asset:check, passed) of every check evaluated in the run
+
+    def describe(self) -> str:
+        return f"{self.step.describe()} (run {self.run_id})"
+
+
+def prepare_instance(home: str) -> None:
+    """Create the instance's SQLite storages once, before parallel runs would race to create them."""
+    instance = dg.DagsterInstance.from_config(home)
+    instance.get_runs(limit=1)
+    instance.get_asset_keys()
+    instance.dispose()
+
+
+def _settings(resources: dict) -> dict:
+    ray, store = resources["ray"], resources["store"]
+    return {
+        "ray": {
+            k: getattr(ray, k) for k in ("address", "num_cpus", "cpus_per_task", "state_dir", "idle_seconds")
+        },
+        "store": {k: getattr(store, k) for k in ("root", "database")},
+    }
+
+
+def _execute(home: str, settings: dict, spec: dict, stage: Stage, partition: str | None) -> tuple:
+    """One named job run, in this process or a pool worker (definitions and instance reopened)."""
+    study_spec = StudySpec.from_dict(spec)
+    d = build_definitions(RayResource(**settings["ray"]), StudyStore(**settings["store"]), study_spec)
+    result = d.resolve_job_def(stage.job).execute_in_process(
+        run_config={**stage_run_config(study_spec, stage), **QUIET},
+        instance=dg.DagsterInstance.from_config(home),
+        partition_key=partition,
+        raise_on_error=False,
+    )
+    checks = [
+        (f"{e.asset_key.to_user_string()}:{e.check_name}", e.passed)
+        for e in result.get_asset_check_evaluations()
+    ]
+    return result.success, result.run_id, checks
+
+
+class StudyRunner:
+    def __init__(self, spec: StudySpec, ray: RayResource | None = None, store: StudyStore | None = None):
+        self.spec = spec
+        self.defs = build_definitions(ray, store, spec)
+        self.resources = self.defs.resources
+        self.assets = {a.key.path[-1]: a for a in self.defs.assets}
+
+    @property
+    def paths(self) -> study.StudyPaths:
+        return self.resources["store"].paths()
+
+    def phases(self) -> list[list[Step]]:
+        keys = [str(partition_key(t, s)) for t in self.spec.tasks for s in self.spec.seeds]
+        return [
+            [Step(stage, pk) for stage in phase for pk in (keys if stage.partitioned else [None])]
+            for phase in study_stages(self.spec)
+        ]
+
+    def pending(self, phase: list[Step], instance: dg.DagsterInstance) -> list[Step]:
+        """The steps of ``phase`` that are not materialised, or are stale (other code, budget or mode,
+        or older than an input), or whose last run never got published (killed midway)."""
+        catalog = self.paths.catalog()
+        out_of_date: dict[str, set[str]] = {}  # asset → partitions to run ("" when unpartitioned)
+        for name in {a for step in phase for a in step.stage.assets}:
+            asset = self.assets[name]
+            if asset.partitions_def is None:
+                have = {""} if instance.get_latest_materialization_event(asset.key) else set()
+                wanted = {""}
+            else:
+                have = set(instance.get_materialized_partitions(asset.key))
+                wanted = {s.partition for s in phase if name in s.stage.assets}
+            stale = set(stale_keys(catalog, asset, self.spec))
+            stale |= study.unpublished_partitions(catalog, asset.key.to_user_string())
+            out_of_date[name] = (wanted - have) | (wanted & stale)
+        return [s for s in phase if any((s.partition or "") in out_of_date[a] for a in s.stage.assets)]
+
+    def run(
+        self, home: str, echo: Callable[[str], None] | None = None, workers: int = 2
+    ) -> tuple[list[StepResult], int]:
+        """Run what is pending, phase after phase, into the instance at ``home``; returns the
+        results and the number of steps skipped as up to date. Stops after the first phase with a
+        failed run; every run stays in the UI, where it can be re-executed."""
+        say = echo or (lambda _: None)
+        settings, spec = _settings(self.resources), self.spec.to_dict()
+        prepare_instance(home)
+        instance = dg.DagsterInstance.from_config(home)
+        results: list[StepResult] = []
+        skipped = 0
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if workers > 1 else None
+        try:
+            for phase in self.phases():
+                todo = self.pending(phase, instance)
+                skipped += len(phase) - len(todo)
+                if len(todo) < len(phase):
+                    fresh = len(phase) - len(todo)
+                    say(f"{fresh} of {len(phase)} runs of {_names(phase)} up to date: skipped")
+                futures = []
+                for step in todo:
+                    say(f"run {step.describe()}")
+                    args = (home, settings, spec, step.stage, step.partition)
+                    if pool is None or len(todo) == 1:
+                        futures.append((step, _execute(*args)))
+                    else:
+                        futures.append((step, pool.submit(_execute, *args)))
+                done = [StepResult(s, *(f if isinstance(f, tuple) else f.result())) for s, f in futures]
+                results += done
+                failed = [r for r in done if not r.success]
+                if failed:
+                    raise MetaPB2Error(
+                        f"{len(failed)} run(s) failed: {', '.join(r.describe() for r in failed)}; "
+                        "see them in the UI's run list, fix, and run the same command again"
+                    )
+        finally:
+            if pool:
+                pool.shutdown()
+        return results, skipped
+
+    def report(self) -> str:
+        found = study.evaluation_runs(
+            self.paths.catalog(), self.spec.family, self.spec.budget, self.spec.faithful
+        )
+        s = self.spec
+        mine = lambda df: df[  # noqa: E731
+            df["task"].isin(s.tasks) & df["seed"].isin(s.seeds) & df["method"].isin(s.methods)
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IncompleteGridWarning)
+            ev = evaluate(mine(found.points), failed=mine(found.failed), perturbations=found.perturbations)
+            return format_report(ev)
+
+
+def _names(phase: list[Step]) -> str:
+    jobs = list(dict.fromkeys(s.stage.job for s in phase))
+    return ", ".join(jobs) if len(jobs) <= 2 else f"{len(jobs)} jobs ({jobs[0]}, …)"
