@@ -5,20 +5,20 @@ automation condition (ranks.py) when evaluations land."""
 import dagster as dg
 
 from metapb2_assets.resources import StudyStore
-from metapb2_assets.runs import settings_version
 from metapb2_assets.stages import run_tags
 from metapb2_core.store import Catalog
-from metapb2_core.store.staleness import stale_partitions
+from metapb2_core.store.staleness import settings_version, stale_partitions
 from metapb2_core.study_spec import StudySpec
 
 
 def stale_keys(catalog: Catalog, asset: dg.AssetsDefinition, spec: StudySpec) -> list[str]:
     """Materialised partitions of ``asset`` (``""`` when unpartitioned) that its current code, the
-    study's budget and quirk mode, or a newer input would make differently."""
+    study's budget and quirk mode, or a newer input would make differently. Where no study is
+    declared, a partition may hold any budget: only its code and inputs count."""
     key = asset.key
     inputs = [dep.to_user_string() for dep in asset.asset_deps[key]]
     version = settings_version(asset.code_versions_by_key[key], spec.budget, spec.faithful)
-    return stale_partitions(catalog, key.to_user_string(), version, inputs)
+    return stale_partitions(catalog, key.to_user_string(), version, inputs, code_only=not spec.declared)
 
 
 def stale_evaluations_schedule(

@@ -18,6 +18,7 @@ from metapb2_core.rounds import exploits_per_round
 from metapb2_core.run import RunRequest
 from metapb2_core.space import SEARCH_SPACE
 from metapb2_core.store import Replace, lineage_rows
+from metapb2_core.store.staleness import settings_version
 from metapb2_core.study_spec import StudySpec
 
 
@@ -69,7 +70,7 @@ def study_assets(spec: StudySpec) -> list:
     )
     portfolio_config = runs.with_defaults(PortfolioConfig, note, budget=spec.budget, faithful=spec.faithful)
     portfolio_version = runs.code_version(core_portfolio)
-    versioned = lambda config: runs.settings_version(portfolio_version, config.budget, config.faithful)  # noqa: E731
+    versioned = lambda config: settings_version(portfolio_version, config.budget, config.faithful)  # noqa: E731
 
     @dg.asset(
         key=key("portfolio_candidates"),
@@ -175,7 +176,7 @@ def study_assets(spec: StudySpec) -> list:
             tag=study.META_TAG,
         )
         paths = store.paths()
-        version = runs.settings_version(
+        version = settings_version(
             runs.method_code_version(study.META_METHOD), config.budget, config.faithful
         )
         after = lambda record: study.write_meta_data(record, paths, config.faithful)  # noqa: E731
@@ -214,7 +215,7 @@ def _evaluation_asset(spec: StudySpec, method: str, key, common: dict, run_confi
         req = study.run_request(
             task, method, seed, config.budget, config.faithful, paths, config.bounds_dict()
         )
-        versioned = runs.settings_version(version, config.budget, config.faithful)
+        versioned = settings_version(version, config.budget, config.faithful)
         yield from runs.materialise_run(context, req, "evaluation", ray, paths, versioned)
 
     return evaluation

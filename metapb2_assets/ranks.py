@@ -16,6 +16,7 @@ from metapb2_core import study
 from metapb2_core.evaluation import IncompleteGridWarning, evaluate
 from metapb2_core.evaluation.report import format_report, write_report
 from metapb2_core.store import Replace, lineage_rows
+from metapb2_core.store.staleness import settings_version
 from metapb2_core.study_spec import StudySpec
 
 # Any evaluation partition updated since the last refresh, once none of them is still running.
@@ -111,7 +112,7 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
         out = paths.root / "reports" / family
         written = write_report(ev, points, out)
         rows = rank_rows(ev, family, config.budget)
-        version = runs.settings_version(runs.code_version(evaluate), config.budget, spec.faithful)
+        version = settings_version(runs.code_version(evaluate), config.budget, spec.faithful)
         lin = runs.lineage(context, version, tuple(points["run_id"].unique()))
         catalog.write(
             [Replace("ranks", {"family": family, "budget": config.budget}, rows), lineage_rows(lin, [])]

@@ -77,12 +77,6 @@ def method_code_version(method: str) -> str:
     return code_version(get_method(method), population, trainer)
 
 
-def settings_version(version: str, budget: str, faithful: bool) -> str:
-    """The version a lineage row records: the code's, and the budget and quirk mode it ran with, so
-    a partition made at another budget or mode is not up to date for a study of this one."""
-    return f"{version}@{budget}" + ("-faithful" if faithful else "")
-
-
 def lineage(context: dg.AssetExecutionContext, version: str, inputs: tuple[str, ...] = ()) -> Lineage:
     partition = context.partition_key if context.has_partition_key else ""
     return Lineage(context.asset_key.to_user_string(), partition, context.run.run_id, version, inputs)

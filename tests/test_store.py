@@ -12,7 +12,7 @@ from metapb2_core.budgets import get_budget
 from metapb2_core.checks import expected_perturbations, run_checks
 from metapb2_core.space import SEARCH_SPACE
 from metapb2_core.store import Catalog, Lineage, Replace, StoreError, lineage_rows
-from metapb2_core.store.staleness import stale_partitions
+from metapb2_core.store.staleness import settings_version, stale_partitions
 
 
 def test_replace_deletes_the_key_then_inserts(tmp_path):
@@ -89,6 +89,20 @@ def test_stale_partitions_by_code_version_and_newer_inputs(tmp_path):
     assert stale_partitions(cat, "eval", "v2", ["meta"]) == ["0|a", "0|b"]
     cat.write([lin("eval", "0|a", "v2"), lin("eval", "0|b", "v2")])
     assert stale_partitions(cat, "eval", "v2", ["meta"]) == []
+
+
+def test_a_partition_made_at_another_budget_is_stale_for_a_study_but_not_by_code_alone(tmp_path):
+    cat = Catalog(tmp_path / "c.duckdb")
+    made = {"0|a": settings_version("v2", "demo", False), "0|b": settings_version("v2", "short", True)}
+    cat.write([lineage_rows(Lineage("eval", p, "run", v), []) for p, v in made.items()])
+    want = settings_version("v2", "demo", False)
+    assert want == "v2@demo" and made["0|b"] == "v2@short-faithful"
+    assert stale_partitions(cat, "eval", want, []) == ["0|b"]  # a study at demo, fixed
+    assert stale_partitions(cat, "eval", want, [], code_only=True) == []  # no study: code counts
+    assert stale_partitions(cat, "eval", settings_version("v3", "demo", False), [], code_only=True) == [
+        "0|a",
+        "0|b",
+    ]
 
 
 def _record(method="pbt", members=4, intervals=3):
