@@ -47,7 +47,9 @@ def build_definitions(
                 RANKS_SENSOR,
                 target=dg.AssetSelection.all(),
                 default_status=dg.DefaultSensorStatus.RUNNING,
-                description="Materialises method_ranks when new evaluations have landed (on by default)",
+                minimum_interval_seconds=10,  # ranks follow a landing within seconds, not half a minute
+                description="Materialises method_ranks when new evaluations have landed (on by default; "
+                "evaluated every 10 s)",
             )
         ],
         resources={"ray": ray, "store": store},

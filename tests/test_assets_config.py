@@ -30,6 +30,7 @@ def test_the_embedded_default_is_the_demo_study():
     assert sorted(parts.get_partition_keys()) == sorted(f"0|{t}" for t in DEMO.tasks)
     sensor = default.get_sensor_def("refresh_method_ranks")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING  # ranks fresh out of the box
+    assert sensor.minimum_interval_seconds == 10
 
 
 def test_definitions_have_every_asset_check_partition_schedule_and_sensor(defs):
