@@ -257,6 +257,7 @@ def test_run_pb2_star_smoke_records_gp_diagnostics(tmp_path):
     assert gp["fallback"] is None and gp["n_rows"] == 4 and 0.01 <= gp["variance"] <= 100
 
 
+@pytest.mark.slow  # ~22 s: two cold `metapb2 run` processes; run with -m slow
 def test_a_run_from_the_compilation_cache_prints_no_cpu_feature_noise(tmp_path):
     # jaxlib logs an error-level "could lead to ... SIGILL" per cached program on AMD Zen CPUs
     # (a tuning hint mistaken for an instruction set); the run itself is fine

@@ -57,6 +57,7 @@ def test_tune_cartpole(ray_local, tmp_path):
     assert points["lr"].between(1e-4, 0.5).all() and points["gamma"].between(0.8, 0.999).all()
 
 
+@pytest.mark.slow  # ~36 s: two Tune experiments on top of four meta-data runs; run with -m slow
 def test_tune_meta_from_past_runs(ray_local, tmp_path, capsys):
     import tune_meta_from_past_runs
 

@@ -91,6 +91,7 @@ def test_a_killed_owners_head_is_stopped_by_the_watchdog(holder):
     assert not ray_cluster.temp_dir(state).exists()
 
 
+@pytest.mark.slow  # ~40 s: a whole `dagster asset materialize` process; run with -m slow
 def test_a_one_shot_dagster_asset_materialize_leaves_no_ray_process_behind(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
