@@ -91,16 +91,8 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
         tag_this_run(context, spec, config.budget)
         paths = store.paths()
         catalog = paths.catalog()
-        found = study.evaluation_runs(
-            catalog, family, config.budget, spec.faithful if spec.declared else None
-        )
+        found = study.study_evaluation_runs(catalog, spec, config.budget, config.seeds)
         points, failed = found.points, found.failed
-        seeds = config.seeds or (list(spec.seeds) if spec.declared else [])
-        if spec.declared:
-            keep = lambda df: df["task"].isin(spec.tasks) & df["method"].isin(spec.methods)  # noqa: E731
-            points, failed = points[keep(points)], failed[keep(failed)]
-        if seeds:
-            points, failed = points[points["seed"].isin(seeds)], failed[failed["seed"].isin(seeds)]
         if points.empty:
             raise dg.Failure(
                 f"no {config.budget} evaluation runs of the {family} family that passed their checks in "

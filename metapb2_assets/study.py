@@ -14,8 +14,6 @@ from pathlib import Path
 
 from metapb2_core.study_spec import DEMO
 
-DEFAULT_TASKS = list(DEMO.tasks)
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metapb2-study", description=__doc__)
@@ -39,8 +37,8 @@ def declare(args: argparse.Namespace, root: Path, say) -> object:
     """The study of ``root`` after the flags: read, changed and written back when they change it."""
     from metapb2_core.study_spec import declared_study, load_study, study_file, write_study
 
-    current = load_study(args.study) if args.study else declared_study(root)
-    base = current or DEMO
+    on_disk = declared_study(root)
+    base = (load_study(args.study) if args.study else on_disk) or DEMO
     spec = base.with_changes(
         name=args.name,
         family=args.family,
@@ -50,9 +48,8 @@ def declare(args: argparse.Namespace, root: Path, say) -> object:
         faithful=args.faithful,
         methods=args.methods,
     )
-    path = study_file(root)
-    if not path.exists() or declared_study(root) != spec:
-        write_study(spec, path)
+    if on_disk != spec:
+        path = write_study(spec, study_file(root))
         say(f"declared {spec.describe()} in {path}")
     return spec
 

@@ -40,7 +40,6 @@ class StepResult:
     step: Step
     success: bool
     run_id: str
-    checks: list[tuple[str, bool]]  # (asset:check, passed) of every check evaluated in the run
 
     def describe(self) -> str:
         return f"{self.step.describe()} (run {self.run_id})"
@@ -74,11 +73,7 @@ def _execute(home: str, settings: dict, spec: dict, stage: Stage, partition: str
         partition_key=partition,
         raise_on_error=False,
     )
-    checks = [
-        (f"{e.asset_key.to_user_string()}:{e.check_name}", e.passed)
-        for e in result.get_asset_check_evaluations()
-    ]
-    return result.success, result.run_id, checks
+    return result.success, result.run_id
 
 
 class StudyRunner:
@@ -159,16 +154,10 @@ class StudyRunner:
         return results, skipped
 
     def report(self) -> str:
-        found = study.evaluation_runs(
-            self.paths.catalog(), self.spec.family, self.spec.budget, self.spec.faithful
-        )
-        s = self.spec
-        mine = lambda df: df[  # noqa: E731
-            df["task"].isin(s.tasks) & df["seed"].isin(s.seeds) & df["method"].isin(s.methods)
-        ]
+        found = study.study_evaluation_runs(self.paths.catalog(), self.spec)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IncompleteGridWarning)
-            ev = evaluate(mine(found.points), failed=mine(found.failed), perturbations=found.perturbations)
+            ev = evaluate(found.points, failed=found.failed, perturbations=found.perturbations)
             return format_report(ev)
 
 

@@ -5,6 +5,7 @@ calls these; a script or notebook can too."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from metapb2_core.store import (
     run_rows,
     usage_edges,
 )
+from metapb2_core.study_spec import StudySpec
 
 META_METHOD = "pb2"  # the paper's meta-data are PB2 runs
 META_TAG = "meta"
@@ -214,6 +216,25 @@ def evaluation_runs(catalog: Catalog, family: str, budget: str, faithful: bool |
     if faithful is not None:
         cond, args = cond + " AND r.faithful = ?", [*args, faithful]
     return catalog_runs(catalog, "evaluation", cond, args)
+
+
+def study_evaluation_runs(
+    catalog: Catalog, spec: StudySpec, budget: str | None = None, seeds: Sequence[int] = ()
+) -> Runs:
+    """The evaluation runs a study ranks, at ``budget`` (default: the study's). A declared study:
+    its grid only (quirk mode, tasks, methods, seeds); an undeclared root: every run of the family.
+    ``seeds`` narrows either to those seeds."""
+    faithful = spec.faithful if spec.declared else None
+    found = evaluation_runs(catalog, spec.family, budget or spec.budget, faithful)
+    seeds = list(seeds) or (list(spec.seeds) if spec.declared else [])
+
+    def keep(df: pd.DataFrame) -> pd.DataFrame:
+        mask = df["seed"].isin(seeds) if seeds else pd.Series(True, index=df.index)
+        if spec.declared:
+            mask &= df["task"].isin(spec.tasks) & df["method"].isin(spec.methods)
+        return df[mask]
+
+    return Runs(keep(found.points), keep(found.failed), found.perturbations)
 
 
 def unpublished_partitions(catalog: Catalog, asset_key: str) -> set[str]:
