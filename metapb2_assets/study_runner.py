@@ -18,9 +18,11 @@ from metapb2_assets.family import partition_key
 from metapb2_assets.resources import RayResource, StudyStore
 from metapb2_assets.stages import Stage, stage_run_config, study_stages
 from metapb2_core import study
+from metapb2_core.catalog_rebuild import needs_rebuild, rebuild_catalog
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.evaluation import IncompleteGridWarning, evaluate
 from metapb2_core.evaluation.report import format_report
+from metapb2_core.store.table_files import export_tables
 from metapb2_core.study_spec import StudySpec
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -94,6 +96,50 @@ class StudyRunner:
             for phase in study_stages(self.spec)
         ]
 
+    def adopt_records(self, instance: dg.DagsterInstance, say: Callable[[str], None]) -> int:
+        """A study root of committed files (no catalog yet): rebuild the catalog from its records,
+        then report to the instance every partition the catalog's lineage proves materialised and
+        the instance does not know, so ``pending`` skips them. Returns the partitions reported."""
+        paths = self.paths
+        if needs_rebuild(paths):
+            say(f"rebuilt the catalog from {paths.root}: {rebuild_catalog(paths).describe()}")
+        catalog = paths.catalog()
+        if "lineage" not in catalog.tables():
+            return 0
+        lineage = catalog.query(
+            "SELECT asset_key, partition, dagster_run_id, code_version FROM lineage "
+            "WHERE coalesce(status, '') <> 'staged'"
+        )
+        reported = 0
+        for asset in self.assets.values():
+            name = asset.key.to_user_string()
+            rows = lineage[lineage["asset_key"] == name]
+            if rows.empty:
+                continue
+            if asset.partitions_def is None:
+                have = {""} if instance.get_latest_materialization_event(asset.key) else set()
+            else:
+                have = set(instance.get_materialized_partitions(asset.key))
+            for row in rows.itertuples(index=False):
+                if row.partition in have:
+                    continue
+                instance.report_runless_asset_event(
+                    dg.AssetMaterialization(
+                        asset.key,
+                        partition=row.partition or None,
+                        description=f"from the study's records (Dagster run {row.dagster_run_id})",
+                        metadata={"dagster_run_id": row.dagster_run_id, "code_version": row.code_version},
+                    )
+                )
+                reported += 1
+        if reported:
+            say(f"{reported} materialisations proven by the records reported to the instance")
+        return reported
+
+    def export(self) -> list:
+        """The catalog's rows that no record holds, as files beside the records (``table_files``)."""
+        return export_tables(self.paths.catalog(), self.paths.root)
+
     def pending(self, phase: list[Step], instance: dg.DagsterInstance) -> list[Step]:
         """The steps of ``phase`` that are not materialised, or are stale (other code, budget or mode,
         or older than an input), or whose last run never got published (killed midway)."""
@@ -122,6 +168,7 @@ class StudyRunner:
         settings, spec = _settings(self.resources), self.spec.to_dict()
         prepare_instance(home)
         instance = dg.DagsterInstance.from_config(home)
+        self.adopt_records(instance, say)
         results: list[StepResult] = []
         skipped = 0
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if workers > 1 else None
@@ -142,6 +189,7 @@ class StudyRunner:
                         futures.append((step, pool.submit(_execute, *args)))
                 done = [StepResult(s, *(f if isinstance(f, tuple) else f.result())) for s, f in futures]
                 results += done
+                self.export()
                 failed = [r for r in done if not r.success]
                 if failed:
                     raise MetaPB2Error(

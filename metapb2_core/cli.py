@@ -96,6 +96,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="rank the runs of this role (a catalog's evaluation or meta runs; 'all': every role)",
     )
 
+    srep = sub.add_parser(
+        "study-report",
+        help="REPORT.md of a reproduction study beside the paper's numbers, from its committed records",
+    )
+    srep.add_argument("root", type=Path, help="the study root (its study.yaml, runs/ and tables/)")
+
     lst = sub.add_parser("list", help="print registered names, one per line")
     lst.add_argument("what", choices=LISTABLE)
     return parser
@@ -236,6 +242,12 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files (plots and tables) into {out}")
 
 
+def _study_report(args: argparse.Namespace) -> None:
+    from metapb2_core.study_report import write_study_report
+
+    print(f"wrote {write_study_report(args.root)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -247,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             _portfolio(args)
         elif args.command == "report":
             _report(args)
+        elif args.command == "study-report":
+            _study_report(args)
         else:
             _run(args)
     except FailedChecksError as e:

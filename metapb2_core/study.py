@@ -96,12 +96,18 @@ def record_run(record: RunRecord, role: str, lin: Lineage, catalog: Catalog) -> 
     """One transaction: the run, its points, perturbations, usage edges, scores and lineage, all
     staged: no reader uses them until ``publish_run`` (after the materialisation is recorded)."""
     meta = record.meta
-    changes = run_rows(record.points, record.perturbations, meta, role, lin, status="staged")
-    if role == "evaluation" and meta.get("status") == "passed":
-        changes.append(evaluation_rows(run_scores(record.points), meta["run_id"]))
+    changes = run_changes(record, role, lin, "staged")
     used = tuple(usage_edges(meta)["producer_run_id"])
     changes.append(lineage_rows(replace(lin, input_runs=lin.input_runs + used), [meta["run_id"]], "staged"))
     catalog.write(changes)
+
+
+def run_changes(record: RunRecord, role: str, lin: Lineage, status: str) -> list:
+    """The run's rows in every run table with ``status``, and its scores when its checks passed."""
+    changes = run_rows(record.points, record.perturbations, record.meta, role, lin, status=status)
+    if role == "evaluation" and record.meta.get("status") == "passed":
+        changes.append(evaluation_rows(run_scores(record.points), record.meta["run_id"]))
+    return changes
 
 
 def publish_run(record: RunRecord, lin: Lineage, catalog: Catalog) -> None:

@@ -62,3 +62,157 @@ def test_code_server_and_runs_point_at_the_ray_cluster_and_the_study_volume():
     assert env["METAPB2_RAY_ADDRESS"] == head
     mounts = values["runLauncher"]["config"]["k8sRunLauncher"]["volumeMounts"]
     assert {m["mountPath"] for m in mounts} == {env["METAPB2_STUDY_ROOT"]}
+
+
+def _unknown_fields(data: object, model: str, where: str = "") -> list[str]:
+    """Where ``data`` departs from the Kubernetes API's model ``model`` (the kubernetes client's
+    generated schema): unknown fields, and values of the wrong kind."""
+    import kubernetes.client as k8s
+
+    scalar = {"str": str, "int": int, "bool": bool, "float": (int, float), "object": object}
+    if model in scalar:
+        ok = isinstance(data, scalar[model]) and not (model == "int" and isinstance(data, bool))
+        return [] if ok else [f"{where}: {data!r} is not {model}"]
+    if model.startswith("list["):
+        if not isinstance(data, list):
+            return [f"{where}: not a list"]
+        return [e for i, x in enumerate(data) for e in _unknown_fields(x, model[5:-1], f"{where}[{i}]")]
+    if model.startswith("dict["):
+        inner = model[5:-1].split(", ", 1)[1]
+        if not isinstance(data, dict):
+            return [f"{where}: not a mapping"]
+        return [e for k, x in data.items() for e in _unknown_fields(x, inner, f"{where}.{k}")]
+    cls = getattr(k8s, model)
+    if not isinstance(data, dict):
+        return [f"{where}: not a {model} mapping"]
+    by_json = {v: k for k, v in cls.attribute_map.items()}
+    errors = []
+    for key, value in data.items():
+        if key not in by_json:
+            errors.append(f"{where}.{key}: no such field of {model}")
+        else:
+            errors += _unknown_fields(value, cls.openapi_types[by_json[key]], f"{where}.{key}")
+    return errors
+
+
+# KubeRay's RayCluster (ray.io/v1) fields this project sets, from the KubeRay API reference; the pod
+# templates inside are checked against the Kubernetes API itself.
+RAY_START = "dict[str, str]"
+RAYCLUSTER_SPEC = {
+    "headGroupSpec": {"rayStartParams": RAY_START, "template": "V1PodTemplateSpec", "serviceType": "str"},
+    "workerGroupSpecs": [
+        {
+            "groupName": "str",
+            "replicas": "int",
+            "minReplicas": "int",
+            "maxReplicas": "int",
+            "rayStartParams": RAY_START,
+            "template": "V1PodTemplateSpec",
+        }
+    ],
+    "rayVersion": "str",
+    "enableInTreeAutoscaling": "bool",
+}
+
+
+def _raycluster_errors(doc: dict) -> list[str]:
+    errors = (
+        []
+        if doc.get("apiVersion") == "ray.io/v1" and doc.get("kind") == "RayCluster"
+        else ["not a RayCluster"]
+    )
+    errors += _unknown_fields(doc.get("metadata"), "V1ObjectMeta", "metadata")
+
+    def walk(value: object, schema: object, where: str) -> list[str]:
+        if isinstance(schema, str):
+            return _unknown_fields(value, schema, where)
+        if isinstance(schema, list):
+            if not isinstance(value, list) or not value:
+                return [f"{where}: not a non-empty list"]
+            return [e for i, v in enumerate(value) for e in walk(v, schema[0], f"{where}[{i}]")]
+        if not isinstance(value, dict):
+            return [f"{where}: not a mapping"]
+        out = [f"{where}.{k}: no such field" for k in value if k not in schema]
+        return out + [e for k, v in value.items() if k in schema for e in walk(v, schema[k], f"{where}.{k}")]
+
+    errors += walk(doc.get("spec"), RAYCLUSTER_SPEC, "spec")
+    for group in doc["spec"].get("workerGroupSpecs", []):
+        counts = [group.get(k, 0) for k in ("minReplicas", "replicas", "maxReplicas")]
+        if not all(isinstance(c, int) for c in counts) or not counts[0] <= counts[1] <= counts[2]:
+            errors.append(f"workerGroupSpecs {group.get('groupName')}: replicas outside [min, max]")
+    return errors
+
+
+def test_the_raycluster_manifest_validates_against_kuberay_and_kubernetes_schemas():
+    doc = yaml.safe_load((DEPLOY / "raycluster.yaml").read_text())
+    assert _raycluster_errors(doc) == []
+
+
+def test_a_broken_raycluster_is_rejected_by_the_same_validation():
+    doc = yaml.safe_load((DEPLOY / "raycluster.yaml").read_text())
+    doc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    doc["spec"]["workerGroupSpecs"][0]["replicas"] = "4"
+    doc["spec"]["workerGroupSpecs"][0]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"] = "x"
+    errors = _raycluster_errors(doc)
+    assert len(errors) == 4, errors  # the typo, the string count, its range check, the volume
+
+
+def test_the_study_volume_claim_is_the_one_every_pod_mounts():
+    claims = list(yaml.safe_load_all((DEPLOY / "pvc.yaml").read_text()))
+    for claim in claims:
+        assert _unknown_fields(claim, "V1PersistentVolumeClaim") == []
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    names = {(c["metadata"]["namespace"], c["metadata"]["name"]) for c in claims}
+    ray = yaml.safe_load((DEPLOY / "raycluster.yaml").read_text())
+    values = yaml.safe_load((DEPLOY / "values.yaml").read_text())
+    pods = [ray["spec"]["headGroupSpec"]["template"]] + [
+        g["template"] for g in ray["spec"]["workerGroupSpecs"]
+    ]
+    used = {
+        (ray["metadata"]["namespace"], v["persistentVolumeClaim"]["claimName"])
+        for p in pods
+        for v in p["spec"]["volumes"]
+    }
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]["volumes"]
+    used |= {("dagster", v["persistentVolumeClaim"]["claimName"]) for v in launcher}
+    assert used <= names, used - names
+
+
+def _image_of(values: dict) -> str:
+    image = values["dagster-user-deployments"]["deployments"][0]["image"]
+    return f"{image['repository']}:{image['tag']}"
+
+
+def test_the_dockerfile_builds_the_image_the_manifests_name():
+    """Lint (where no container runtime can build it): the tag the manifests name is the one the
+    Dockerfile's build line makes, every path it copies exists, and it installs against the pins."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    values = yaml.safe_load((DEPLOY / "values.yaml").read_text())
+    ray = yaml.safe_load((DEPLOY / "raycluster.yaml").read_text())
+    image = _image_of(values)
+    images = {
+        c["image"]
+        for p in [ray["spec"]["headGroupSpec"]] + ray["spec"]["workerGroupSpecs"]
+        for c in p["template"]["spec"]["containers"]
+    }
+    assert images == {image}
+    assert f"-t {image} ." in text
+    root = DEPLOY.parent
+    steps = [
+        line.split(None, 1)
+        for line in text.replace("\\\n", " ").splitlines()
+        if line and not line.startswith("#")
+    ]
+    known = {"FROM", "RUN", "WORKDIR", "COPY", "ENV", "CMD"}
+    assert {s[0] for s in steps} <= known, {s[0] for s in steps} - known
+    assert steps[0][0] == "FROM" and "python:3.11" in steps[0][1]
+    for op, args in steps:
+        if op == "COPY":
+            for src in args.split()[:-1]:
+                assert (root / src).exists(), src
+        if op == "RUN" and "pip install" in args:
+            assert "-c constraints.txt" in args
+    version = dict(
+        line.split("==") for line in (root / "constraints.txt").read_text().split() if "==" in line
+    )
+    assert ray["spec"].get("rayVersion", version["ray"]) == version["ray"]

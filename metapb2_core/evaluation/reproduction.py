@@ -1,0 +1,181 @@
+"""REPORT.md of a reproduction study: our result beside the paper's, computed from the evaluation
+(``evaluate``) of the study's passed runs, with nothing tuned to the paper's numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from metapb2_core.budgets import get_budget
+from metapb2_core.evaluation.evaluate import Evaluation
+from metapb2_core.evaluation.paper import PaperResult, paper_groups_hold, rank_agreement
+from metapb2_core.evaluation.stats import Comparison
+from metapb2_core.evaluation.tables import final_table_wide
+from metapb2_core.study_spec import StudySpec
+
+FIGURES = (
+    "anytime_rank.png",
+    "anytime_normalised.png",
+    "cd_diagram.png",
+    "cd_diagram_final.png",
+    "runtime.png",
+)
+EARLY_POINTS = (3, 4, 5)
+
+
+def _md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
+    return df.to_markdown(floatfmt=floatfmt)
+
+
+def complete_seeds(ev: Evaluation, spec: StudySpec) -> list[int]:
+    """Seeds with a passed evaluation run for every task and method of the study."""
+    cells = ev.scores.groupby("seed")[["task", "method"]].apply(lambda d: len(d.drop_duplicates()))
+    need = len(spec.tasks) * len(spec.methods)
+    return sorted(int(s) for s, n in cells.items() if n == need)
+
+
+def side_by_side(ev: Evaluation, paper: PaperResult) -> pd.DataFrame:
+    ours = ev.summary[["overall_rank", "final_rank", "final_normalised"]]
+    theirs = paper.summary[["overall_rank", "final_rank", "final_normalised"]]
+    table = ours.join(theirs, rsuffix="_paper", how="outer")
+    cols = [
+        ("overall_rank", "overall rank"),
+        ("overall_rank_paper", "overall rank (paper)"),
+        ("final_rank", "final rank"),
+        ("final_rank_paper", "final rank (paper)"),
+        ("final_normalised", "final norm. score"),
+        ("final_normalised_paper", "final norm. score (paper)"),
+    ]
+    table = table[[c for c, _ in cols]].rename(columns=dict(cols))
+    return table.sort_values("overall rank", kind="stable")
+
+
+def early_effect(ev: Evaluation, methods: tuple[str, ...] = ("pb2_star_warm", "pb2")) -> pd.DataFrame:
+    """Mean normalised score of ``methods`` at ``EARLY_POINTS`` (the paper's early PB2* warm effect)."""
+    norm = ev.normalised
+    rows = {}
+    for p in EARLY_POINTS:
+        if p in norm.index.get_level_values("point"):
+            at = norm.xs(p, level="point")
+            rows[f"point {p}"] = {m: float(at[m].mean()) for m in methods if m in at}
+    return pd.DataFrame(rows).T
+
+
+def runtime_table(ev: Evaluation) -> pd.DataFrame:
+    rt = ev.runtimes
+    per_task = rt.groupby(["method", "task"])["seconds"].mean().reset_index()
+    table = per_task.groupby("method")["seconds"].agg(["median", "sum"])
+    table["runs"] = rt.groupby("method").size()
+    table = table.rename(columns={"median": "median s per run (over tasks)", "sum": "total s (seed mean)"})
+    if "pb2" in table.index:
+        base = table.loc["pb2", "median s per run (over tasks)"]
+        table["vs PB2"] = (table["median s per run (over tasks)"] / base - 1).map(lambda x: f"{x:+.1%}")
+    return table.sort_index()
+
+
+def _test_md(name: str, test: Comparison | None) -> str:
+    if test is None:
+        return f"- {name}: not computed (too few blocks or methods)"
+    f = test.friedman
+    groups = "; ".join("{" + ", ".join(g) + "}" for g in test.groups) or "none"
+    return (
+        f"- {name}: Friedman χ² = {f.statistic:.2f}, p = {f.p_value:.3g} ({f.n_blocks} blocks × "
+        f"{f.n_methods} methods); Nemenyi CD = {test.cd:.2f} at α = {test.alpha:g}; "
+        f"not significantly different: {groups}"
+    )
+
+
+def _agreement_md(ev: Evaluation, paper: PaperResult) -> list[str]:
+    lines = ["| ranks compared | methods | Kendall τ | p | Spearman ρ | p |", "|---|---|---|---|---|---|"]
+    for column, label in (("overall_rank", "overall (anytime) mean rank"), ("final_rank", "final mean rank")):
+        a = rank_agreement(ev.summary, paper, column)
+        lines.append(
+            f"| {label} | {a.n} | {a.kendall_tau:+.2f} | {a.kendall_p:.2g} | "
+            f"{a.spearman_rho:+.2f} | {a.spearman_p:.2g} |"
+        )
+    return lines
+
+
+def _groups_md(ev: Evaluation, paper: PaperResult) -> list[str]:
+    test = ev.anytime_test
+    if test is None:
+        return ["No anytime test: the paper's groups cannot be checked."]
+    lines = [
+        f"The paper's groups (its CD ≈ {paper.cd:.2f}) against our anytime test (CD = {test.cd:.2f}):",
+        "",
+        "| paper's group | our largest mean-rank gap inside it | holds here |",
+        "|---|---|---|",
+    ]
+    for g in paper_groups_hold(test, paper):
+        gap = "—" if math.isnan(g.spread) else f"{g.spread:.2f}"
+        lines.append(f"| {{{', '.join(g.group)}}} | {gap} | {'yes' if g.holds else 'no'} |")
+    return lines
+
+
+def reproduction_markdown(ev: Evaluation, spec: StudySpec, paper: PaperResult, command: str) -> str:
+    budget = get_budget(spec.budget, spec.family)
+    paper_budget = get_budget("paper", spec.family)
+    seeds = complete_seeds(ev, spec)
+    mode = "faithful (the original code's quirks)" if spec.faithful else "fixed"
+    parts = [
+        f"# {spec.name}: the paper's {spec.family} comparison, reproduced at a reduced scale",
+        "",
+        f"Generated from the committed run records by `{command}`; do not edit by hand.",
+        "",
+        "## Scale",
+        "",
+        f"- Study: {len(spec.tasks)} tasks × {len(spec.methods)} methods, budget `{spec.budget}` "
+        f"({budget.total_steps:,} steps per member, {budget.num_intervals} perturbation intervals of "
+        f"{budget.interval:,} steps, {budget.population_size} members), {mode}.",
+        f"- Paper: {paper.name}; our `paper` budget is {paper_budget.total_steps:,} steps per member, "
+        f"{paper_budget.num_intervals} intervals.",
+        f"- Seeds declared: {', '.join(map(str, spec.seeds))}; complete (every task × method passed its "
+        f"checks): {', '.join(map(str, seeds)) or 'none yet'} ({len(seeds)} of the paper's 10).",
+        f"- Portfolio candidates: {spec.candidate_configs} random configurations per task and seed, the "
+        f"best {spec.candidate_best} kept; meta-data: the study's own PB2 `meta_runs`, leave-one-task-out.",
+        f"- Grid check: {ev.grid.summary().splitlines()[0]}",
+        "",
+        "## Mean ranks beside the paper's",
+        "",
+        "Ranks of 8 methods (1 = best) averaged over tasks (final: at the last point; overall: over every "
+        "evaluation point), and the min–max normalised score at the last point.",
+        "",
+        _md(side_by_side(ev, paper)),
+        "",
+        "## Do the orderings agree?",
+        "",
+        *_agreement_md(ev, paper),
+        "",
+        *_groups_md(ev, paper),
+        "",
+        "## Tests",
+        "",
+        _test_md("over tasks at the final point", ev.final_test),
+        _test_md("over all (task, point) blocks, as the original", ev.anytime_test),
+        *[f"- {n}" for n in ev.notes],
+        "",
+        "## The early PB2* warm effect",
+        "",
+        f"Mean normalised score at points {', '.join(map(str, EARLY_POINTS))}. The paper: PB2* warm "
+        f"{paper.early_warm[0]:.2f}–{paper.early_warm[1]:.2f}, "
+        f"PB2 {paper.early_pb2[0]:.2f}–{paper.early_pb2[1]:.2f}.",
+        "",
+        _md(early_effect(ev)),
+        "",
+        "## Runtime per method",
+        "",
+        _md(runtime_table(ev), ".1f"),
+        "",
+        "## Figures",
+        "",
+        *[f"![{f}](report/{f})" for f in FIGURES],
+        "",
+        "## Final scores per task",
+        "",
+        "Best member's evaluation return at the last point, mean ± SE over seeds (* = best of the row).",
+        "",
+        final_table_wide(ev.final).to_markdown(),
+        "",
+    ]
+    return "\n".join(parts)

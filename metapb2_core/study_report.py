@@ -1,0 +1,60 @@
+"""``metapb2 study-report ROOT``: a reproduction study's REPORT.md and figures, regenerated from
+the files committed under its root alone (the catalog is rebuilt from them into a temporary
+folder), so what the report says is exactly what the records hold."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from metapb2_core.catalog_rebuild import rebuild_catalog
+from metapb2_core.errors import MetaPB2Error
+from metapb2_core.evaluation import IncompleteGridWarning, evaluate
+from metapb2_core.evaluation.evaluate import Evaluation
+from metapb2_core.evaluation.paper import CLASSIC, PaperResult
+from metapb2_core.evaluation.report import write_report
+from metapb2_core.evaluation.reproduction import reproduction_markdown
+from metapb2_core.study import StudyPaths, study_evaluation_runs
+from metapb2_core.study_spec import declared_study
+
+PAPER_RESULTS: dict[str, PaperResult] = {"classic": CLASSIC}
+REPORT_FILE = "REPORT.md"
+FIGURES_DIR = "report"
+
+
+def study_evaluation(root: str | Path) -> tuple[Evaluation, pd.DataFrame]:
+    """The evaluation of the study declared in ``root`` and the points it ranks, from a catalog
+    rebuilt from its files."""
+    root = Path(root)
+    spec = declared_study(root)
+    if spec is None:
+        raise MetaPB2Error(f"{root} declares no study (no study.yaml)")
+    with tempfile.TemporaryDirectory(prefix="metapb2-report-") as tmp:
+        paths = StudyPaths(root, Path(tmp) / "catalog.duckdb")
+        rebuild_catalog(paths)
+        found = study_evaluation_runs(paths.catalog(), spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IncompleteGridWarning)  # the report states the grid check
+        return evaluate(found.points, failed=found.failed, perturbations=found.perturbations), found.points
+
+
+def write_study_report(root: str | Path) -> Path:
+    """Write ``root/REPORT.md`` and the figures and tables under ``root/report``; returns the report."""
+    root = Path(root)
+    spec = declared_study(root)
+    if spec is None:
+        raise MetaPB2Error(f"{root} declares no study (no study.yaml)")
+    if spec.family not in PAPER_RESULTS:
+        known = ", ".join(PAPER_RESULTS)
+        raise MetaPB2Error(f"no published {spec.family} result to compare with; known: {known}")
+    ev, points = study_evaluation(root)
+    write_report(ev, points, root / FIGURES_DIR)
+    text = reproduction_markdown(ev, spec, PAPER_RESULTS[spec.family], f"metapb2 study-report {root}")
+    path = root / REPORT_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,127 @@
+"""A study root of files alone (what a commit of ``results/<study>/`` holds) continues where the
+machine that wrote it stopped: the catalog is rebuilt from the records and exported tables, the
+instance learns what the records prove, and nothing finished is computed again."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from metapb2_core.catalog_rebuild import needs_rebuild, rebuild_catalog
+from metapb2_core.errors import MetaPB2Error
+from metapb2_core.study import StudyPaths
+
+COMMITTED = ("study.yaml", "dagster.yaml", "runs", "meta", "portfolio", "tables")
+
+
+def _clone_files(home: Path, dest: Path) -> Path:
+    """What git keeps of a study root (.gitignore): the declaration and the finished files."""
+    dest.mkdir()
+    for name in COMMITTED:
+        src = home / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("*.checkpoint*", ".*.tmp"))
+        elif src.exists():
+            shutil.copy(src, dest / name)
+    return dest
+
+
+def _report(stdout: str) -> str:
+    return stdout.split("\n\n")[0]
+
+
+def test_a_fresh_copy_of_the_records_continues_without_recomputing(demo_study, tmp_path):
+    home = demo_study["home"]
+    assert sorted(p.name for p in (home / "tables").iterdir()) == [
+        "candidates",
+        "lineage",
+        "performance_matrix",
+        "portfolios",
+        "ranks",
+    ]
+    clone = _clone_files(home, tmp_path / "clone")
+    assert needs_rebuild(StudyPaths(clone, clone / "metapb2.duckdb"))
+    env = {**demo_study["env"], "DAGSTER_HOME": str(clone)}
+    exe = Path(sys.executable).with_name("metapb2-study")
+    out = subprocess.run([str(exe)], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "rebuilt the catalog from" in out.stderr
+    assert "35 materialisations proven by the records reported to the instance" in out.stderr
+    assert "0 runs, 35 steps up to date" in out.stdout
+    assert _report(out.stdout) == _report(demo_study["first"].stdout)
+    assert "method" in _report(out.stdout)
+
+
+def test_a_rebuild_never_overwrites_a_catalog(demo_study, tmp_path):
+    clone = _clone_files(demo_study["home"], tmp_path / "clone")
+    paths = StudyPaths(clone, clone / "metapb2.duckdb")
+    paths.database.write_bytes(b"")
+    with pytest.raises(MetaPB2Error, match="exists"):
+        rebuild_catalog(paths)
+
+
+def test_a_record_no_lineage_publishes_stays_out(demo_study, tmp_path):
+    clone = _clone_files(demo_study["home"], tmp_path / "clone")
+    runs = clone / "runs"
+    rid = sorted(p.name[: -len(".json")] for p in runs.glob("*.json"))[0]
+    for part in (f"{rid}.json", f"{rid}.points.parquet", f"{rid}.perturbations.parquet"):
+        shutil.copy(runs / part, runs / part.replace(rid, "orphan-" + rid, 1))
+    manifest = json.loads((runs / f"orphan-{rid}.json").read_text())
+    manifest["run_id"] = "orphan-" + rid
+    (runs / f"orphan-{rid}.json").write_text(json.dumps(manifest))
+    rebuilt = rebuild_catalog(StudyPaths(clone, clone / "metapb2.duckdb"))
+    assert rebuilt.unpublished_records == ("orphan-" + rid,)
+    catalog = StudyPaths(clone, clone / "metapb2.duckdb").catalog()
+    original = StudyPaths(demo_study["home"], demo_study["home"] / "metapb2.duckdb").catalog()
+    assert rebuilt.runs == original.count("runs")
+    tables = ("runs", "run_points", "evaluations", "candidates", "performance_matrix", "ranks", "lineage")
+    for table in tables:
+        assert catalog.count(table) == original.count(table), table
+    assert os.path.exists(clone / "metapb2.duckdb")
+
+
+def test_study_report_is_made_from_the_files_and_ranks_as_the_catalog_does(demo_study, tmp_path):
+    """`metapb2 study-report ROOT` from a copy of the files equals the ranks of the catalog that
+    the runs wrote, and sets them beside the paper's numbers."""
+    from metapb2_core.cli import main
+    from metapb2_core.evaluation import evaluate
+    from metapb2_core.evaluation.paper import CLASSIC
+    from metapb2_core.evaluation.reproduction import side_by_side
+    from metapb2_core.study import study_evaluation_runs
+    from metapb2_core.study_report import study_evaluation
+    from metapb2_core.study_spec import declared_study
+
+    home = demo_study["home"]
+    clone = _clone_files(home, tmp_path / "clone")
+    assert main(["study-report", str(clone)]) == 0
+    report = (clone / "REPORT.md").read_text()
+    spec = declared_study(home)
+    found = study_evaluation_runs(StudyPaths(home, home / "metapb2.duckdb").catalog(), spec)
+    original = evaluate(found.points, failed=found.failed, perturbations=found.perturbations)
+    rebuilt, _ = study_evaluation(clone)
+    pd.testing.assert_frame_equal(rebuilt.summary, original.summary)
+    assert side_by_side(original, CLASSIC).to_markdown(floatfmt=".2f") in report
+    for text in ("Kendall τ", "Spearman ρ", "holds here", "CD = ", "complete (every task × method passed"):
+        assert text in report
+    assert "complete (every task × method passed its checks): 0 (1 of the paper's 10)" in report
+    for figure in ("anytime_rank.png", "runtime.png"):
+        assert (clone / "report" / figure).stat().st_size > 10_000
+
+
+COMMITTED_STUDY = Path(__file__).resolve().parents[1] / "results" / "classic-short"
+
+
+@pytest.mark.skipif(not (COMMITTED_STUDY / "REPORT.md").exists(), reason="no committed REPORT.md yet")
+def test_the_committed_report_is_what_its_records_give(tmp_path):
+    from metapb2_core.evaluation.paper import CLASSIC
+    from metapb2_core.evaluation.reproduction import side_by_side
+    from metapb2_core.study_report import study_evaluation
+
+    ev, _ = study_evaluation(COMMITTED_STUDY)
+    table = side_by_side(ev, CLASSIC).to_markdown(floatfmt=".2f")
+    assert table in (COMMITTED_STUDY / "REPORT.md").read_text()
