@@ -5,14 +5,16 @@ study's tags in the instance), skipping every partition that is materialised and
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import dagster as dg
 
 from metapb2_assets.automation import stale_keys
+from metapb2_assets.child_processes import die_with_parent
 from metapb2_assets.definitions import build_definitions
 from metapb2_assets.family import partition_key
 from metapb2_assets.resources import RayResource, StudyStore
@@ -90,9 +92,13 @@ class StudyRunner:
         return self.resources["store"].paths()
 
     def phases(self) -> list[list[Step]]:
-        keys = [str(partition_key(t, s)) for t in self.spec.tasks for s in self.spec.seeds]
+        """Seed after seed, and within a phase partition after partition with every stage of it:
+        a study that spans sessions (and machines) completes whole seeds and whole task × method
+        blocks first, and a task's methods run close together, on the same machine."""
+        keys = [str(partition_key(t, s)) for s in self.spec.seeds for t in self.spec.tasks]
         return [
-            [Step(stage, pk) for stage in phase for pk in (keys if stage.partitioned else [None])]
+            [Step(stage, pk) for pk in keys for stage in phase if stage.partitioned]
+            + [Step(stage, None) for stage in phase if not stage.partitioned]
             for phase in study_stages(self.spec)
         ]
 
@@ -171,7 +177,12 @@ class StudyRunner:
         self.adopt_records(instance, say)
         results: list[StepResult] = []
         skipped = 0
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if workers > 1 else None
+        spawn, parent = mp.get_context("spawn"), (os.getpid(),)
+        pool = (
+            ProcessPoolExecutor(workers, mp_context=spawn, initializer=die_with_parent, initargs=parent)
+            if workers > 1
+            else None
+        )
         try:
             for phase in self.phases():
                 todo = self.pending(phase, instance)
@@ -179,17 +190,13 @@ class StudyRunner:
                 if len(todo) < len(phase):
                     fresh = len(phase) - len(todo)
                     say(f"{fresh} of {len(phase)} runs of {_names(phase)} up to date: skipped")
-                futures = []
-                for step in todo:
-                    say(f"run {step.describe()}")
-                    args = (home, settings, spec, step.stage, step.partition)
-                    if pool is None or len(todo) == 1:
-                        futures.append((step, _execute(*args)))
-                    else:
-                        futures.append((step, pool.submit(_execute, *args)))
-                done = [StepResult(s, *(f if isinstance(f, tuple) else f.result())) for s, f in futures]
+                done = []
+                for step, outcome in self._execute_all(todo, pool, (home, settings, spec), say):
+                    done.append(StepResult(step, *outcome))
+                    verdict = "done" if done[-1].success else "FAILED"
+                    say(f"{verdict} {step.describe()} ({len(done)} of {len(todo)})")
+                    self.export()  # each finished step's files at once: a study stopped midway keeps them
                 results += done
-                self.export()
                 failed = [r for r in done if not r.success]
                 if failed:
                     raise MetaPB2Error(
@@ -200,6 +207,21 @@ class StudyRunner:
             if pool:
                 pool.shutdown()
         return results, skipped
+
+    @staticmethod
+    def _execute_all(todo: list[Step], pool: ProcessPoolExecutor | None, common: tuple, say):
+        """(step, outcome) of every step of ``todo`` as each finishes."""
+        if pool is None or len(todo) == 1:
+            for step in todo:
+                say(f"run {step.describe()}")
+                yield step, _execute(*common, step.stage, step.partition)
+            return
+        futures: dict[Future, Step] = {}
+        for step in todo:
+            say(f"run {step.describe()}")
+            futures[pool.submit(_execute, *common, step.stage, step.partition)] = step
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
     def report(self) -> str:
         found = study.study_evaluation_runs(self.paths.catalog(), self.spec)

@@ -190,6 +190,22 @@ def test_the_study_run_again_skips_everything_and_another_budget_redoes_everythi
     assert [len(other.pending(p, instance)) for p in other.phases()] == [len(p) for p in other.phases()]
 
 
+def test_a_phase_runs_seed_after_seed_and_each_partition_with_all_its_stages(study):
+    """A study that spans sessions completes whole seeds first, and a task's methods run close
+    together (on one machine, so their run times compare)."""
+    spec = study["spec"].with_changes(seeds=[0, 1])
+    runner = StudyRunner(spec, study["runner"].resources["ray"], study["store"])
+    first, *_, evaluations, ranks = runner.phases()
+    keys = [f"{seed}|{task}" for seed in spec.seeds for task in spec.tasks]
+    assert [(s.partition, s.stage.job) for s in evaluations] == [
+        (k, f"classic_evaluation_{m}") for k in keys for m in spec.methods
+    ]
+    assert [(s.partition, s.stage.job) for s in first] == [
+        (k, job) for k in keys for job in ("classic_candidates", "classic_meta_runs")
+    ]
+    assert [(s.partition, s.stage.job) for s in ranks] == [(None, "classic_method_ranks")]
+
+
 def test_check_results_carry_their_partition_run_task_and_seed(study):
     instance = study["instance"]
     key = dg.AssetKey(["classic", "evaluation_taf"])
