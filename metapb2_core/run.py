@@ -40,6 +40,7 @@ from metapb2_core.store import (
     remove_checkpoint,
     write_record,
 )
+from metapb2_core.xla_setup import host_cpu
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,8 @@ def execute_run(
         "portfolio": run.inputs.get("portfolio"),
         "code_version": __version__,
         "jax_version": jax.__version__,
+        # a study that spans machines compares run times only within one of them
+        "machine": {**host_cpu(), "backend": jax.default_backend()},
     }
     record = RunRecord(run.run_id, points, perturbations, meta)
     meta["best_final_eval_return"] = record.best_final_eval

@@ -243,6 +243,27 @@ def study_evaluation_runs(
     return Runs(keep(found.points), keep(found.failed), found.perturbations)
 
 
+def run_machines(catalog: Catalog, run_ids: Sequence[str]) -> pd.DataFrame:
+    """The machine each of ``run_ids`` ran on, from its manifest: run_id, method and a label
+    ("AMD EPYC, 2 cores"; "not recorded" for records older than the field)."""
+    if not run_ids:
+        return pd.DataFrame(columns=["run_id", "method", "machine"])
+    marks = ", ".join("?" * len(run_ids))
+    sql = f"SELECT run_id, method, meta_json FROM runs WHERE run_id IN ({marks})"
+    rows = catalog.query(sql, list(run_ids))
+
+    def label(meta_json: str) -> str:
+        m = json.loads(meta_json).get("machine")
+        if not m:
+            return "not recorded"
+        extra = ", AVX-512" if m.get("avx512") else ""
+        backend = "" if m.get("backend") == "cpu" else f", {m.get('backend')}"
+        return f"{m['cpu']}{extra}, {m['cores']} cores{backend}"
+
+    rows["machine"] = rows.pop("meta_json").map(label)
+    return rows.sort_values("run_id").reset_index(drop=True)
+
+
 def unpublished_partitions(catalog: Catalog, asset_key: str) -> set[str]:
     """Partitions of ``asset_key`` whose last run was staged but never published (killed midway)."""
     if "lineage" not in catalog.tables():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -17,7 +18,7 @@ from metapb2_core.evaluation.evaluate import Evaluation
 from metapb2_core.evaluation.paper import CLASSIC, PaperResult
 from metapb2_core.evaluation.report import write_report
 from metapb2_core.evaluation.reproduction import reproduction_markdown
-from metapb2_core.study import StudyPaths, study_evaluation_runs
+from metapb2_core.study import StudyPaths, run_machines, study_evaluation_runs
 from metapb2_core.study_spec import declared_study
 
 PAPER_RESULTS: dict[str, PaperResult] = {"classic": CLASSIC}
@@ -25,9 +26,15 @@ REPORT_FILE = "REPORT.md"
 FIGURES_DIR = "report"
 
 
-def study_evaluation(root: str | Path) -> tuple[Evaluation, pd.DataFrame]:
-    """The evaluation of the study declared in ``root`` and the points it ranks, from a catalog
-    rebuilt from its files."""
+class StudyEvaluation(NamedTuple):
+    evaluation: Evaluation
+    points: pd.DataFrame  # what it ranks
+    machines: pd.DataFrame  # run_id, method, machine of every ranked run
+
+
+def study_evaluation(root: str | Path) -> StudyEvaluation:
+    """The evaluation of the study declared in ``root``, the points it ranks and the machines they
+    ran on, from a catalog rebuilt from its files."""
     root = Path(root)
     spec = declared_study(root)
     if spec is None:
@@ -36,9 +43,11 @@ def study_evaluation(root: str | Path) -> tuple[Evaluation, pd.DataFrame]:
         paths = StudyPaths(root, Path(tmp) / "catalog.duckdb")
         rebuild_catalog(paths)
         found = study_evaluation_runs(paths.catalog(), spec)
+        machines = run_machines(paths.catalog(), sorted(set(found.points["run_id"])))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteGridWarning)  # the report states the grid check
-        return evaluate(found.points, failed=found.failed, perturbations=found.perturbations), found.points
+        ev = evaluate(found.points, failed=found.failed, perturbations=found.perturbations)
+    return StudyEvaluation(ev, found.points, machines)
 
 
 def write_study_report(root: str | Path) -> Path:
@@ -50,9 +59,10 @@ def write_study_report(root: str | Path) -> Path:
     if spec.family not in PAPER_RESULTS:
         known = ", ".join(PAPER_RESULTS)
         raise MetaPB2Error(f"no published {spec.family} result to compare with; known: {known}")
-    ev, points = study_evaluation(root)
+    ev, points, machines = study_evaluation(root)
     write_report(ev, points, root / FIGURES_DIR)
-    text = reproduction_markdown(ev, spec, PAPER_RESULTS[spec.family], f"metapb2 study-report {root}")
+    command = f"metapb2 study-report {root}"
+    text = reproduction_markdown(ev, spec, PAPER_RESULTS[spec.family], command, machines)
     path = root / REPORT_FILE
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)

@@ -41,16 +41,25 @@ def _cpu_description() -> str:
     return "\n".join(keep) or f"{platform.machine()} {platform.processor()}"
 
 
+def _cpu_model() -> str:
+    lines = _cpu_description().splitlines()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+
+
+def host_cpu() -> dict[str, object]:
+    """The CPU a run's wall time depends on: model, AVX-512, and the cores this process may use."""
+    cores = len(os.sched_getaffinity(0))
+    return {"cpu": _cpu_model() or platform.machine(), "avx512": _has_avx512(), "cores": cores}
+
+
 def _has_avx512() -> bool:
     return " avx512f " in f" {_cpu_description().replace(chr(10), ' ')} "
 
 
 def default_cache_dir() -> Path:
     """~/.cache/metapb2/jax/<CPU type>: the model name and a hash of its feature flags."""
-    desc = _cpu_description()
-    model = next((line.split(":", 1)[1] for line in desc.splitlines() if line.startswith("model name")), "")
-    slug = "-".join(re.findall(r"[A-Za-z0-9]+", model))[:40] or platform.machine()
-    digest = hashlib.sha256(desc.encode()).hexdigest()[:12]
+    slug = "-".join(re.findall(r"[A-Za-z0-9]+", _cpu_model()))[:40] or platform.machine()
+    digest = hashlib.sha256(_cpu_description().encode()).hexdigest()[:12]
     return Path.home() / ".cache" / "metapb2" / "jax" / f"{slug}-{digest}"
 
 

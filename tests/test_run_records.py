@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -368,3 +369,16 @@ def test_faithful_pendulum_ignores_the_context():
     # The initial configurations come from the seed alone, whatever the context.
     first = lambda rec: rec.points[rec.points["training_iteration"] == 1][HPARAMS]  # noqa: E731
     pd.testing.assert_frame_equal(first(runs["uranus", False]), first(runs["neptune", False]))
+
+
+def test_a_record_names_the_machine_it_ran_on(pbt):
+    """Run times of a study that spans sessions are comparable only within one machine."""
+    machine = pbt.meta["machine"]
+    assert machine["backend"] == "cpu"
+    assert machine["cores"] == len(os.sched_getaffinity(0))
+    assert isinstance(machine["avx512"], bool) and machine["cpu"].strip()
+
+
+def test_the_machine_survives_the_manifest(pbt, tmp_path):
+    write_record(pbt, tmp_path)
+    assert read_record(tmp_path, pbt.run_id).meta["machine"] == pbt.meta["machine"]

@@ -15,6 +15,7 @@ import pytest
 from metapb2_core.catalog_rebuild import needs_rebuild, rebuild_catalog
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.study import StudyPaths
+from metapb2_core.xla_setup import host_cpu
 
 COMMITTED = ("study.yaml", "dagster.yaml", "runs", "meta", "portfolio", "tables")
 
@@ -103,8 +104,12 @@ def test_study_report_is_made_from_the_files_and_ranks_as_the_catalog_does(demo_
     spec = declared_study(home)
     found = study_evaluation_runs(StudyPaths(home, home / "metapb2.duckdb").catalog(), spec)
     original = evaluate(found.points, failed=found.failed, perturbations=found.perturbations)
-    rebuilt, _ = study_evaluation(clone)
+    rebuilt, _, machines = study_evaluation(clone)
     pd.testing.assert_frame_equal(rebuilt.summary, original.summary)
+    cpu = host_cpu()
+    here = f"{cpu['cpu']}{', AVX-512' if cpu['avx512'] else ''}, {cpu['cores']} cores"
+    assert len(machines) == 24 and set(machines["machine"]) == {here}  # the demo ran on this machine
+    assert f"Every ranked run ran on one machine type: {here}." in report
     assert side_by_side(original, CLASSIC).to_markdown(floatfmt=".2f") in report
     for text in ("Kendall τ", "Spearman ρ", "holds here", "CD = ", "complete (every task × method passed"):
         assert text in report
@@ -122,6 +127,6 @@ def test_the_committed_report_is_what_its_records_give(tmp_path):
     from metapb2_core.evaluation.reproduction import side_by_side
     from metapb2_core.study_report import study_evaluation
 
-    ev, _ = study_evaluation(COMMITTED_STUDY)
+    ev, *_ = study_evaluation(COMMITTED_STUDY)
     table = side_by_side(ev, CLASSIC).to_markdown(floatfmt=".2f")
     assert table in (COMMITTED_STUDY / "REPORT.md").read_text()

@@ -38,7 +38,7 @@ def complete_seeds(ev: Evaluation, spec: StudySpec) -> list[int]:
 def side_by_side(ev: Evaluation, paper: PaperResult) -> pd.DataFrame:
     ours = ev.summary[["overall_rank", "final_rank", "final_normalised"]]
     theirs = paper.summary[["overall_rank", "final_rank", "final_normalised"]]
-    table = ours.join(theirs, rsuffix="_paper", how="outer")
+    table = ours.join(theirs.add_suffix("_paper"), how="outer")
     cols = [
         ("overall_rank", "overall rank"),
         ("overall_rank_paper", "overall rank (paper)"),
@@ -72,6 +72,21 @@ def runtime_table(ev: Evaluation) -> pd.DataFrame:
         base = table.loc["pb2", "median s per run (over tasks)"]
         table["vs PB2"] = (table["median s per run (over tasks)"] / base - 1).map(lambda x: f"{x:+.1%}")
     return table.sort_index()
+
+
+def machines_md(machines: pd.DataFrame | None) -> list[str]:
+    """Which machines the ranked runs ran on, per method: run times compare only within one."""
+    if machines is None or machines.empty:
+        return []
+    table = machines.groupby(["method", "machine"]).size().unstack(fill_value=0)
+    if table.shape[1] == 1:
+        return [f"Every ranked run ran on one machine type: {table.columns[0]}."]
+    return [
+        "The ranked runs ran on several machine types (runs per method below): compare run times "
+        "only within one of them; the table above mixes them.",
+        "",
+        _md(table, ".0f"),
+    ]
 
 
 def _test_md(name: str, test: Comparison | None) -> str:
@@ -113,7 +128,9 @@ def _groups_md(ev: Evaluation, paper: PaperResult) -> list[str]:
     return lines
 
 
-def reproduction_markdown(ev: Evaluation, spec: StudySpec, paper: PaperResult, command: str) -> str:
+def reproduction_markdown(
+    ev: Evaluation, spec: StudySpec, paper: PaperResult, command: str, machines: pd.DataFrame | None = None
+) -> str:
     budget = get_budget(spec.budget, spec.family)
     paper_budget = get_budget("paper", spec.family)
     seeds = complete_seeds(ev, spec)
@@ -166,6 +183,8 @@ def reproduction_markdown(ev: Evaluation, spec: StudySpec, paper: PaperResult, c
         "## Runtime per method",
         "",
         _md(runtime_table(ev), ".1f"),
+        "",
+        *machines_md(machines),
         "",
         "## Figures",
         "",
