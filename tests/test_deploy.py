@@ -216,3 +216,63 @@ def test_the_dockerfile_builds_the_image_the_manifests_name():
         line.split("==") for line in (root / "constraints.txt").read_text().split() if "==" in line
     )
     assert ray["spec"].get("rayVersion", version["ray"]) == version["ray"]
+
+
+def test_the_paper_scale_study_is_the_committed_study_at_the_paper_budget_and_ten_seeds():
+    """`metapb2-study --study deploy/classic-paper.yaml` runs the grid of results/classic-short at
+    protocol.md's scale: the same tasks, methods, mode and candidate sizes, 10 seeds, `paper`."""
+    from metapb2_core.budgets import get_budget
+    from metapb2_core.study_spec import load_study
+
+    paper = load_study(DEPLOY / "classic-paper.yaml")
+    short = load_study(DEPLOY.parent / "results" / "classic-short" / "study.yaml")
+    assert paper == short.with_changes(name="classic-paper", budget="paper", seeds=list(range(10)))
+    budget = get_budget("paper", paper.family)
+    assert (budget.population_size, budget.total_steps, budget.interval) == (4, 600_000, 40_000)
+    assert "COPY deploy/classic-paper.yaml ./deploy/" in (DEPLOY / "Dockerfile").read_text()
+
+
+def test_the_study_job_validates_and_runs_the_paper_study_against_the_releases_instance():
+    """deploy/study-job.yaml: a valid batch/v1 Job whose pod runs the paper declaration the image
+    carries, with the chart's instance (ConfigMap, PostgreSQL password), the Ray cluster and the
+    study volume the rest of deploy/ names."""
+    job = yaml.safe_load((DEPLOY / "study-job.yaml").read_text())
+    assert _unknown_fields(job, "V1Job") == []
+    assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    values = yaml.safe_load((DEPLOY / "values.yaml").read_text())
+    assert container["image"] == _image_of(values)
+    cmd = container["command"]
+    assert (
+        cmd[0] == "metapb2-study"
+        and cmd[cmd.index("--study") + 1] == "/opt/metapb2/deploy/classic-paper.yaml"
+    )
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    for e in deployment["env"]:
+        assert env[e["name"]] == e["value"], e["name"]
+    password = next(e for e in container["env"] if e["name"] == "DAGSTER_PG_PASSWORD")
+    assert password["valueFrom"]["secretKeyRef"]["name"] == CHART_FILLED["postgres_password_secret"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    assert mounts[env["DAGSTER_HOME"]]["configMap"]["name"] == CHART_FILLED["instance_config_map"]
+    claims = {
+        (c["metadata"]["namespace"], c["metadata"]["name"])
+        for c in yaml.safe_load_all((DEPLOY / "pvc.yaml").read_text())
+    }
+    study_claim = mounts[env["METAPB2_STUDY_ROOT"]]["persistentVolumeClaim"]["claimName"]
+    assert (job["metadata"]["namespace"], study_claim) in claims
+    assert pod["serviceAccountName"] == CHART_FILLED["service_account_name"]
+
+
+def test_the_image_has_the_storage_of_the_charts_instance():
+    """The chart's instance keeps runs in PostgreSQL: the image installs dagster-postgres, pinned to
+    the release that pairs with the pinned dagster."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    install = next(line for line in text.splitlines() if "pip install" in line)
+    assert "dagster-postgres" in install and "import" in install and "dagster_postgres" in install
+    pins = dict(
+        line.split("==") for line in (DEPLOY.parent / "constraints.txt").read_text().split() if "==" in line
+    )
+    assert pins["dagster-postgres"] == pins["dagster-k8s"]
