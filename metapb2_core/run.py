@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -190,6 +191,7 @@ def execute_run(
         "jax_version": jax.__version__,
         # a study that spans machines compares run times only within one of them
         "machine": {**host_cpu(), "backend": jax.default_backend()},
+        "load_average_at_end": round(os.getloadavg()[0], 2),  # > cores: other work shared the CPU
     }
     record = RunRecord(run.run_id, points, perturbations, meta)
     meta["best_final_eval_return"] = record.best_final_eval

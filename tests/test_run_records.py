@@ -377,6 +377,7 @@ def test_a_record_names_the_machine_it_ran_on(pbt):
     assert machine["backend"] == "cpu"
     assert machine["cores"] == len(os.sched_getaffinity(0))
     assert isinstance(machine["avx512"], bool) and machine["cpu"].strip()
+    assert 0 <= pbt.meta["load_average_at_end"] < 1000
 
 
 def test_the_machine_survives_the_manifest(pbt, tmp_path):
