@@ -44,6 +44,12 @@ def study_evaluation(root: str | Path) -> StudyEvaluation:
         rebuild_catalog(paths)
         found = study_evaluation_runs(paths.catalog(), spec)
         machines = run_machines(paths.catalog(), sorted(set(found.points["run_id"])))
+    if found.points.empty and found.failed.empty:
+        planned = len(spec.tasks) * len(spec.seeds) * len(spec.methods)
+        raise MetaPB2Error(
+            f"{root}: no evaluation run of study {spec.name!r} has finished yet (0 of {planned} planned); "
+            "nothing to report"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteGridWarning)  # the report states the grid check
         ev = evaluate(found.points, failed=found.failed, perturbations=found.perturbations)

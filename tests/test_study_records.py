@@ -130,3 +130,17 @@ def test_the_committed_report_is_what_its_records_give(tmp_path):
     ev, *_ = study_evaluation(COMMITTED_STUDY)
     table = side_by_side(ev, CLASSIC).to_markdown(floatfmt=".2f")
     assert table in (COMMITTED_STUDY / "REPORT.md").read_text()
+
+
+def test_a_study_with_no_finished_evaluation_says_so_instead_of_reporting(demo_study, tmp_path, capsys):
+    """Before any evaluation's lineage is exported (a study midway through its portfolio), the
+    report refuses with the count planned, not a table of nothing."""
+    from metapb2_core.cli import main
+
+    clone = _clone_files(demo_study["home"], tmp_path / "clone")
+    for lineage in (clone / "tables" / "lineage").glob("asset_key=classic_evaluation_*.parquet"):
+        lineage.unlink()
+    assert main(["study-report", str(clone)]) == 2
+    err = capsys.readouterr().err
+    assert "no evaluation run of study 'demo' has finished yet (0 of 24 planned)" in err
+    assert not (clone / "REPORT.md").exists()

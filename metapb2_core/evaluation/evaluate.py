@@ -62,6 +62,8 @@ def evaluate(
     ``IncompleteGridWarning`` when runs are missing, duplicated, misaligned or failed; the details
     are in ``Evaluation.grid``."""
     points, failed = split_failed(points, failed)
+    if points.empty and failed.empty:
+        raise MetaPB2Error("no runs to evaluate")
     if points.empty:
         raise MetaPB2Error(
             f"every run failed: {'; '.join(f'{r.run_id} ({r.reason})' for r in failed.itertuples())}"
