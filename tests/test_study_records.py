@@ -111,7 +111,17 @@ def test_study_report_is_made_from_the_files_and_ranks_as_the_catalog_does(demo_
     assert len(machines) == 24 and set(machines["machine"]) == {here}  # the demo ran on this machine
     assert f"Every ranked run ran on one machine type: {here}." in report
     assert side_by_side(original, CLASSIC).to_markdown(floatfmt=".2f") in report
-    for text in ("Kendall τ", "Spearman ρ", "holds here", "CD = ", "complete (every task × method passed"):
+    for text in (
+        "Kendall τ",
+        "Spearman ρ",
+        "holds here",
+        "CD = ",
+        "complete (every task × method passed",
+        "## What differs from the paper by design",
+        "- **Budget.** 4,000 steps per member, 0.7% of the paper's 600,000: our last point lies at the "
+        "paper's point 0.1 of 15",
+        "- **Seeds.** 1 complete seed(s) of the paper's 10",
+    ):
         assert text in report
     assert "complete (every task × method passed its checks): 0 (1 of the paper's 10)" in report
     for figure in ("anytime_rank.png", "runtime.png"):
