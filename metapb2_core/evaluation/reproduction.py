@@ -12,7 +12,7 @@ from metapb2_core.evaluation.evaluate import Evaluation
 from metapb2_core.evaluation.paper import PaperResult, paper_groups_hold, rank_agreement
 from metapb2_core.evaluation.stats import Comparison
 from metapb2_core.evaluation.tables import final_table_wide
-from metapb2_core.portfolio import CANDIDATE_INTERVALS
+from metapb2_core.portfolio import candidate_budget
 from metapb2_core.study_spec import StudySpec
 
 FIGURES = (
@@ -90,12 +90,12 @@ def machines_md(machines: pd.DataFrame | None) -> list[str]:
     ]
 
 
-def differences_md(ev: Evaluation, spec: StudySpec, paper: PaperResult) -> list[str]:
+def differences_md(spec: StudySpec, paper: PaperResult, seeds: list[int]) -> list[str]:
     """What in this study's design, as opposed to its result, differs from the paper's, each with
-    what it predicts, so a reader can tell a scale effect from a disagreement."""
+    what it predicts, so a reader can tell a scale effect from a disagreement (``seeds``: the
+    complete ones)."""
     budget = get_budget(spec.budget, spec.family)
     full = get_budget("paper", spec.family)
-    seeds = complete_seeds(ev, spec)
     lines = []
     if budget.total_steps < full.total_steps:
         at, share = budget.total_steps / full.interval, budget.total_steps / full.total_steps
@@ -108,8 +108,8 @@ def differences_md(ev: Evaluation, spec: StudySpec, paper: PaperResult) -> list[
             f"{paper.early_pb2[0]:.2f}–{paper.early_pb2[1]:.2f}): if that carries over, a warm start "
             "and meta-data weigh more here than at the paper's end. Candidates, matrix and meta runs "
             "are at this budget too: "
-            f"the candidates are chosen after {budget.interval * CANDIDATE_INTERVALS:,} steps, not the "
-            f"paper's {full.interval * CANDIDATE_INTERVALS:,}."
+            f"the candidates are chosen after {candidate_budget(budget).total_steps:,} steps, not the "
+            f"paper's {candidate_budget(full).total_steps:,}."
         )
     if len(seeds) < 10:
         lines.append(
@@ -212,7 +212,7 @@ def reproduction_markdown(
         "",
         "## What differs from the paper by design",
         "",
-        *differences_md(ev, spec, paper),
+        *differences_md(spec, paper, seeds),
         "",
         "## Tests",
         "",
