@@ -92,7 +92,7 @@ def test_study_report_is_made_from_the_files_and_ranks_as_the_catalog_does(demo_
     from metapb2_core.cli import main
     from metapb2_core.evaluation import evaluate
     from metapb2_core.evaluation.paper import CLASSIC
-    from metapb2_core.evaluation.reproduction import side_by_side
+    from metapb2_core.evaluation.reproduction import coverage, side_by_side
     from metapb2_core.study import study_evaluation_runs
     from metapb2_core.study_report import study_evaluation
     from metapb2_core.study_spec import declared_study
@@ -124,6 +124,9 @@ def test_study_report_is_made_from_the_files_and_ranks_as_the_catalog_does(demo_
     ):
         assert text in report
     assert "complete (every task × method passed its checks): 0 (1 of the paper's 10)" in report
+    assert "Partial result" not in report
+    assert coverage(rebuilt, spec).loc[0].tolist() == [24, 24, 0, 3]  # planned, passed, failed, tasks
+    assert coverage(rebuilt, spec).to_markdown() in report
     for figure in ("anytime_rank.png", "runtime.png"):
         assert (clone / "report" / figure).stat().st_size > 10_000
 
@@ -140,6 +143,34 @@ def test_the_committed_report_is_what_its_records_give(tmp_path):
     ev, *_ = study_evaluation(COMMITTED_STUDY)
     table = side_by_side(ev, CLASSIC).to_markdown(floatfmt=".2f")
     assert table in (COMMITTED_STUDY / "REPORT.md").read_text()
+
+
+def test_a_report_midway_through_a_seed_says_it_is_partial_above_everything(demo_study, tmp_path):
+    """A study root committed midway (acrobot's evaluations not run yet, pendulum's PBT neither):
+    the grid check alone sees only the tasks with runs, so the report says first how much of the
+    plan it ranks, and ranks the one task where every method has a run."""
+    from metapb2_core.cli import main
+    from metapb2_core.evaluation.reproduction import coverage
+    from metapb2_core.study_report import study_evaluation
+    from metapb2_core.study_spec import declared_study
+
+    clone = _clone_files(demo_study["home"], tmp_path / "clone")
+    for path in (clone / "tables" / "lineage").glob("asset_key=classic_evaluation_*.parquet"):
+        lineage = pd.read_parquet(path)
+        gone = lineage["partition"].str.endswith("acrobot-earth")
+        if "classic_evaluation_pbt" in path.name:
+            gone |= lineage["partition"].str.endswith("pendulum-earth")
+        lineage[~gone].to_parquet(path, index=False)
+    assert main(["study-report", str(clone)]) == 0
+    report = (clone / "REPORT.md").read_text()
+    head = report.split("## Scale")[0]
+    assert (
+        "> **Partial result.** 15 of 24 planned evaluation runs have passed their checks (0 failed). "
+        "Every rank, test and score below is over the 1 of 3 tasks where all 8 methods have a run"
+    ) in head
+    ev, *_ = study_evaluation(clone)
+    assert coverage(ev, declared_study(clone)).loc[0].tolist() == [24, 15, 0, 1]
+    assert set(ev.values.index.get_level_values("task")) == {"cart_pole-earth"}
 
 
 def test_a_study_with_no_finished_evaluation_says_so_instead_of_reporting(demo_study, tmp_path, capsys):

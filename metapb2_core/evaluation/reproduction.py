@@ -31,9 +31,43 @@ def _md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
 
 def complete_seeds(ev: Evaluation, spec: StudySpec) -> list[int]:
     """Seeds with a passed evaluation run for every task and method of the study."""
-    cells = ev.scores.groupby("seed")[["task", "method"]].apply(lambda d: len(d.drop_duplicates()))
-    need = len(spec.tasks) * len(spec.methods)
-    return sorted(int(s) for s, n in cells.items() if n == need)
+    cover = coverage(ev, spec)
+    return [int(s) for s in cover.index[cover["passed"] == cover["planned"]]]
+
+
+def coverage(ev: Evaluation, spec: StudySpec) -> pd.DataFrame:
+    """Per declared seed: evaluation runs planned, passed and failed, and the tasks whose every
+    method passed (those alone are ranked)."""
+    need = len(spec.methods)
+    passed = ev.scores[["task", "method", "seed"]].drop_duplicates()
+    failed = ev.grid.failed[["task", "method", "seed"]].drop_duplicates()
+    rows = {}
+    for seed in spec.seeds:
+        mine = passed[(passed["seed"].astype(int) == seed) & passed["task"].isin(spec.tasks)]
+        per_task = mine.groupby("task")["method"].nunique()
+        rows[seed] = {
+            "planned": len(spec.tasks) * need,
+            "passed": len(mine),
+            "failed": int((failed["seed"].astype(int) == seed).sum()),
+            f"tasks complete (of {len(spec.tasks)})": int((per_task == need).sum()),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("seed")
+
+
+def partial_md(ev: Evaluation, spec: StudySpec, cover: pd.DataFrame) -> list[str]:
+    """A warning above everything else while the study is unfinished (``cover``: ``coverage``):
+    the grid check sees only the tasks that have runs, so it alone would not say so."""
+    planned, passed, failed = (int(cover[c].sum()) for c in ("planned", "passed", "failed"))
+    if passed >= planned:
+        return []
+    ranked = ev.values.index.get_level_values("task").nunique() if not ev.values.empty else 0
+    return [
+        f"> **Partial result.** {passed} of {planned} planned evaluation runs have passed their "
+        f"checks ({failed} failed). Every rank, test and score below is over the {ranked} of "
+        f"{len(spec.tasks)} tasks where all {len(spec.methods)} methods have a run, and moves as the "
+        "study continues: do not compare it with the paper's yet.",
+        "",
+    ]
 
 
 def side_by_side(ev: Evaluation, paper: PaperResult) -> pd.DataFrame:
@@ -178,12 +212,14 @@ def reproduction_markdown(
     budget = get_budget(spec.budget, spec.family)
     paper_budget = get_budget("paper", spec.family)
     seeds = complete_seeds(ev, spec)
+    cover = coverage(ev, spec)
     mode = "faithful (the original code's quirks)" if spec.faithful else "fixed"
     parts = [
         f"# {spec.name}: the paper's {spec.family} comparison, reproduced at a reduced scale",
         "",
         f"Generated from the committed run records by `{command}`; do not edit by hand.",
         "",
+        *partial_md(ev, spec, cover),
         "## Scale",
         "",
         f"- Study: {len(spec.tasks)} tasks × {len(spec.methods)} methods, budget `{spec.budget}` "
@@ -195,7 +231,11 @@ def reproduction_markdown(
         f"checks): {', '.join(map(str, seeds)) or 'none yet'} ({len(seeds)} of the paper's 10).",
         f"- Portfolio candidates: {spec.candidate_configs} random configurations per task and seed, the "
         f"best {spec.candidate_best} kept; meta-data: the study's own PB2 `meta_runs`, leave-one-task-out.",
-        f"- Grid check: {ev.grid.summary().splitlines()[0]}",
+        f"- Grid check (over the tasks that have runs): {ev.grid.summary().splitlines()[0]}",
+        "",
+        "Evaluation runs per seed:",
+        "",
+        _md(cover),
         "",
         "## Mean ranks beside the paper's",
         "",
