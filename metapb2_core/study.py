@@ -174,17 +174,23 @@ def matrix_rows(
     return rows, sorted({candidates_run_id(c.source_task, budget, c.seed) for c in cands})
 
 
+def family_matrix(catalog: Catalog, family: str, cands: Sequence[str]) -> pd.DataFrame:
+    """The performance matrix of ``family``: candidates of ``cands`` × tasks, rows scored on every
+    task (the mean over seeds where a column has several)."""
+    if "performance_matrix" not in catalog.tables():
+        raise MetaPB2Error("no performance matrix yet: materialise performance_matrix first")
+    long = catalog.query("SELECT candidate_id, task, score FROM performance_matrix")
+    long = long[long["task"].isin(family_tasks(family)) & long["candidate_id"].isin(cands)]
+    return long.pivot_table(index="candidate_id", columns="task", values="score", aggfunc="mean").dropna()
+
+
 def build_family_portfolios(family: str, size: int, quirks: Quirks, paths: StudyPaths) -> pd.DataFrame:
     """Step 3 for every task of ``family`` a portfolio can be formed for (columns: the tasks of the
     matrix; rows: candidates scored on every one of them); writes ``<task>_portfolio.json`` files."""
     catalog = paths.catalog()
-    if "performance_matrix" not in catalog.tables():
-        raise MetaPB2Error("no performance matrix yet: materialise performance_matrix first")
     cands = {c.id: c for c in load_candidates(catalog, family)}
     runs_of = dict(catalog.query("SELECT candidate_id, run_id FROM candidates").itertuples(index=False))
-    long = catalog.query("SELECT candidate_id, task, score FROM performance_matrix")
-    long = long[long["task"].isin(family_tasks(family)) & long["candidate_id"].isin(cands)]
-    matrix = long.pivot_table(index="candidate_id", columns="task", values="score", aggfunc="mean").dropna()
+    matrix = family_matrix(catalog, family, list(cands))
     if matrix.empty:
         raise MetaPB2Error(f"the {family} performance matrix is empty")
     sources = {c: cands[c].source_task for c in matrix.index}

@@ -18,7 +18,7 @@ from metapb2_core.evaluation.evaluate import Evaluation
 from metapb2_core.evaluation.paper import CLASSIC, PaperResult
 from metapb2_core.evaluation.report import write_report
 from metapb2_core.evaluation.reproduction import reproduction_markdown
-from metapb2_core.study import StudyPaths, run_machines, study_evaluation_runs
+from metapb2_core.study import StudyPaths, family_matrix, load_candidates, run_machines, study_evaluation_runs
 from metapb2_core.study_spec import declared_study
 
 PAPER_RESULTS: dict[str, PaperResult] = {"classic": CLASSIC}
@@ -30,6 +30,7 @@ class StudyEvaluation(NamedTuple):
     evaluation: Evaluation
     points: pd.DataFrame  # what it ranks
     machines: pd.DataFrame  # run_id, method, machine of every ranked run
+    matrix: pd.DataFrame | None  # the study's performance matrix (candidates × tasks); None without one
 
 
 def study_evaluation(root: str | Path) -> StudyEvaluation:
@@ -43,7 +44,12 @@ def study_evaluation(root: str | Path) -> StudyEvaluation:
         paths = StudyPaths(root, Path(tmp) / "catalog.duckdb")
         rebuild_catalog(paths)
         found = study_evaluation_runs(paths.catalog(), spec)
-        machines = run_machines(paths.catalog(), sorted(set(found.points["run_id"])))
+        catalog = paths.catalog()
+        machines = run_machines(catalog, sorted(set(found.points["run_id"])))
+        matrix = None
+        if "performance_matrix" in catalog.tables():
+            cands = [c.id for c in load_candidates(catalog, spec.family)]
+            matrix = family_matrix(catalog, spec.family, cands)
     if found.points.empty and found.failed.empty:
         planned = len(spec.tasks) * len(spec.seeds) * len(spec.methods)
         raise MetaPB2Error(
@@ -53,7 +59,7 @@ def study_evaluation(root: str | Path) -> StudyEvaluation:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteGridWarning)  # the report states the grid check
         ev = evaluate(found.points, failed=found.failed, perturbations=found.perturbations)
-    return StudyEvaluation(ev, found.points, machines)
+    return StudyEvaluation(ev, found.points, machines, matrix)
 
 
 def write_study_report(root: str | Path) -> Path:
@@ -65,10 +71,12 @@ def write_study_report(root: str | Path) -> Path:
     if spec.family not in PAPER_RESULTS:
         known = ", ".join(PAPER_RESULTS)
         raise MetaPB2Error(f"no published {spec.family} result to compare with; known: {known}")
-    ev, points, machines = study_evaluation(root)
-    write_report(ev, points, root / FIGURES_DIR)
+    found = study_evaluation(root)
+    write_report(found.evaluation, found.points, root / FIGURES_DIR)
     command = f"metapb2 study-report {root}"
-    text = reproduction_markdown(ev, spec, PAPER_RESULTS[spec.family], command, machines)
+    text = reproduction_markdown(
+        found.evaluation, spec, PAPER_RESULTS[spec.family], command, found.machines, found.matrix
+    )
     path = root / REPORT_FILE
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)

@@ -66,9 +66,12 @@ class Agreement:
 
 def rank_agreement(ours: pd.DataFrame, paper: PaperResult, column: str) -> Agreement:
     """Kendall's τ and Spearman's ρ between our and the paper's mean ranks (``column``) over the
-    methods both have."""
+    methods both have; NaN while our ranks all tie (no ordering to compare yet)."""
     both = ours.index.intersection(paper.summary.index)
     a, b = ours.loc[both, column].astype(float), paper.summary.loc[both, column].astype(float)
+    if a.nunique() < 2:
+        nan = float("nan")
+        return Agreement(column, nan, nan, nan, nan, len(both))
     tau = stats.kendalltau(a, b)
     rho = stats.spearmanr(a, b)
     return Agreement(

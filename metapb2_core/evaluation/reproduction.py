@@ -12,7 +12,9 @@ from metapb2_core.evaluation.evaluate import Evaluation
 from metapb2_core.evaluation.paper import PaperResult, paper_groups_hold, rank_agreement
 from metapb2_core.evaluation.stats import Comparison
 from metapb2_core.evaluation.tables import final_table_wide
+from metapb2_core.evaluation.task_findings import task_findings_md
 from metapb2_core.portfolio import candidate_budget
+from metapb2_core.quirks import Quirks
 from metapb2_core.study_spec import StudySpec
 
 FIGURES = (
@@ -181,13 +183,19 @@ def _test_md(name: str, test: Comparison | None) -> str:
 
 def _agreement_md(ev: Evaluation, paper: PaperResult) -> list[str]:
     lines = ["| ranks compared | methods | Kendall τ | p | Spearman ρ | p |", "|---|---|---|---|---|---|"]
+    tied = False
     for column, label in (("overall_rank", "overall (anytime) mean rank"), ("final_rank", "final mean rank")):
         a = rank_agreement(ev.summary, paper, column)
+        if math.isnan(a.kendall_tau):
+            tied = True
+            lines.append(f"| {label} | {a.n} | — | — | — | — |")
+            continue
         lines.append(
             f"| {label} | {a.n} | {a.kendall_tau:+.2f} | {a.kendall_p:.2g} | "
             f"{a.spearman_rho:+.2f} | {a.spearman_p:.2g} |"
         )
-    return lines
+    note = ["", "— : our mean ranks all tie, so there is no ordering to compare yet."]
+    return lines + (note if tied else [])
 
 
 def _groups_md(ev: Evaluation, paper: PaperResult) -> list[str]:
@@ -207,7 +215,12 @@ def _groups_md(ev: Evaluation, paper: PaperResult) -> list[str]:
 
 
 def reproduction_markdown(
-    ev: Evaluation, spec: StudySpec, paper: PaperResult, command: str, machines: pd.DataFrame | None = None
+    ev: Evaluation,
+    spec: StudySpec,
+    paper: PaperResult,
+    command: str,
+    machines: pd.DataFrame | None = None,
+    matrix: pd.DataFrame | None = None,
 ) -> str:
     budget = get_budget(spec.budget, spec.family)
     paper_budget = get_budget("paper", spec.family)
@@ -253,6 +266,13 @@ def reproduction_markdown(
         "## What differs from the paper by design",
         "",
         *differences_md(spec, paper, seeds),
+        "",
+        "## What the data says about the tasks",
+        "",
+        *(
+            task_findings_md(ev.values, matrix, Quirks.from_flag(spec.faithful))
+            or ["Nothing: every ranked task separates the methods, and no two tasks are the same task."]
+        ),
         "",
         "## Tests",
         "",

@@ -1,0 +1,87 @@
+"""What the data alone says about a study's tasks, before any method is compared on them: tasks
+where every method ties at every point (they carry no ranking information but still count in every
+mean rank), and tasks that are one task several times (every portfolio candidate scored the same
+on them, to the last digit)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from metapb2_core.envs import get_task
+from metapb2_core.quirks import Quirks
+
+
+def tied_tasks(values: pd.DataFrame) -> pd.Series:
+    """Tasks where every method has the same value at every point (``values``: (point, task) ×
+    method, as ``Evaluation.values``), with that value at the last point."""
+    if values.empty:
+        return pd.Series(dtype=float)
+    same = values.nunique(axis=1) == 1
+    tied = same.groupby(level="task").all()
+    last = values.groupby(level="task").tail(1).droplevel("point").iloc[:, 0]
+    return last[tied[tied].index].sort_index()
+
+
+def constant_columns(matrix: pd.DataFrame) -> pd.Series:
+    """Tasks of a performance matrix (candidates × tasks) where every candidate scored the same,
+    with that score: no candidate learned anything there that the matrix can tell apart."""
+    same = matrix.nunique(axis=0) == 1
+    return matrix.loc[:, same].iloc[0].sort_index() if same.any() else pd.Series(dtype=float)
+
+
+def identical_columns(matrix: pd.DataFrame) -> list[list[str]]:
+    """Groups of two or more tasks whose matrix columns are equal for every candidate (constant
+    columns left out): the data cannot tell these tasks apart."""
+    varied = matrix.loc[:, matrix.nunique(axis=0) > 1]
+    groups: dict[tuple, list[str]] = {}
+    for task in sorted(varied.columns):
+        groups.setdefault(tuple(varied[task].to_numpy()), []).append(task)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def known_cause(group: list[str], quirks: Quirks) -> str | None:
+    """Why the tasks of ``group`` are one task, when a reproduced quirk explains it."""
+    envs = {get_task(t).env_name for t in group}
+    if envs == {"pendulum"} and quirks.pendulum_gravity_noop:
+        return (
+            "the original's Pendulum never reads the gravity CARL sets, so its five contexts have the "
+            "same dynamics (protocol.md §1.2; reproduced in `faithful` mode)"
+        )
+    return None
+
+
+def task_findings_md(values: pd.DataFrame, matrix: pd.DataFrame | None, quirks: Quirks) -> list[str]:
+    """Markdown bullets of the findings above (``matrix`` None: no matrix in the study)."""
+    lines = []
+    tied = tied_tasks(values)
+    ranked = values.index.get_level_values("task").nunique() if not values.empty else 0
+    if len(tied):
+        shared = ", ".join(f"{t} ({v:g})" for t, v in tied.items())
+        lines.append(
+            f"- **Ties.** On {len(tied)} of the {ranked} ranked tasks every method has the same score at "
+            f"every point: {shared}. There every method gets the middle rank, so these tasks rank "
+            f"nothing but pull every mean rank toward the middle by {len(tied)}/{ranked} of its distance."
+        )
+    if matrix is not None and not matrix.empty:
+        flat = constant_columns(matrix)
+        if len(flat):
+            lines.append(
+                f"- **No signal in the portfolio matrix.** All {len(matrix)} candidates scored the same on "
+                f"{', '.join(f'{t} ({v:g})' for t, v in flat.items())}: the portfolio's greedy selection "
+                "learns nothing from these columns."
+            )
+        leaky_portfolio = (
+            " and the portfolio (which leaves out only the target task, as the original)"
+            if quirks.portfolio_excludes_task_only
+            else ""
+        )
+        for group in identical_columns(matrix):
+            cause = known_cause(group, quirks)
+            lines.append(
+                f"- **One task, {len(group)} times.** {', '.join(group)}: every one of the {len(matrix)} "
+                "candidates scored the same on each of them, to the last digit"
+                + (f": {cause}." if cause else ".")
+                + f" The leave-one-task-out meta-data{leaky_portfolio} then still hold runs on the target's "
+                "own dynamics, which favours the methods that use them on these tasks."
+            )
+    return lines
