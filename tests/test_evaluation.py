@@ -367,3 +367,25 @@ def test_duckdb_file_without_run_points_is_a_clear_error(tmp_path):
     path.write_bytes(b"not a database")
     with pytest.raises(MetaPB2Error, match="duckdb"):
         load_points(path)
+
+
+def test_run_times_of_several_machine_types_are_tabled_per_machine():
+    """A study that spans machines shows one runtime table per machine type, each with its own
+    ratio to PB2, never one median over both."""
+    from metapb2_core.evaluation.reproduction import runtime_md
+
+    points = make_points(grid(TASKS, ["a", "pb2"], SEEDS, lambda t, m, s: [1.0] * POINTS))
+    ev = quiet_evaluate(points)
+    runs = ev.runtimes[["run_id", "method", "seed"]].copy()
+    runs["machine"] = runs["seed"].map(lambda s: "slow box, 2 cores" if s == 0 else "fast box, 2 cores")
+    lines = runtime_md(ev, runs.drop(columns="seed"))
+    text = "\n".join(lines)
+    assert "ran on 2 machine types" in text
+    fast = lines.index("On fast box, 2 cores:")
+    slow = lines.index("On slow box, 2 cores:")
+    # total_run_time is 10 + seed: seed 0 alone on the slow box, seeds 1 and 2 (mean 11.5) on the fast
+    assert "10.0" in lines[slow + 2] and "11.5" not in lines[slow + 2]
+    assert "11.5" in lines[fast + 2] and "10.0" not in lines[fast + 2]
+    one = runtime_md(ev, runs.assign(machine="one box, 2 cores").drop(columns="seed"))
+    assert one[-1] == "Every ranked run ran on one machine type: one box, 2 cores."
+    assert "11.0" in one[0]  # the median over tasks of the seed mean (10, 11, 12)

@@ -99,11 +99,11 @@ def early_effect(ev: Evaluation, methods: tuple[str, ...] = ("pb2_star_warm", "p
     return pd.DataFrame(rows).T
 
 
-def runtime_table(ev: Evaluation) -> pd.DataFrame:
-    rt = ev.runtimes
-    per_task = rt.groupby(["method", "task"])["seconds"].mean().reset_index()
+def runtime_table(runtimes: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per run by method (``runtimes``: one row per run, as ``Evaluation.runtimes``)."""
+    per_task = runtimes.groupby(["method", "task"])["seconds"].mean().reset_index()
     table = per_task.groupby("method")["seconds"].agg(["median", "sum"])
-    table["runs"] = rt.groupby("method").size()
+    table["runs"] = runtimes.groupby("method").size()
     table = table.rename(columns={"median": "median s per run (over tasks)", "sum": "total s (seed mean)"})
     if "pb2" in table.index:
         base = table.loc["pb2", "median s per run (over tasks)"]
@@ -111,19 +111,31 @@ def runtime_table(ev: Evaluation) -> pd.DataFrame:
     return table.sort_index()
 
 
-def machines_md(machines: pd.DataFrame | None) -> list[str]:
-    """Which machines the ranked runs ran on, per method: run times compare only within one."""
+def runtime_md(ev: Evaluation, machines: pd.DataFrame | None) -> list[str]:
+    """The runtime section: one table while every ranked run ran on one machine type, else one
+    table per machine type (run times, and the ratio to PB2, compare only within one)."""
     if machines is None or machines.empty:
-        return []
-    table = machines.groupby(["method", "machine"]).size().unstack(fill_value=0)
-    if table.shape[1] == 1:
-        return [f"Every ranked run ran on one machine type: {table.columns[0]}."]
-    return [
-        "The ranked runs ran on several machine types (runs per method below): compare run times "
-        "only within one of them; the table above mixes them.",
+        return [_md(runtime_table(ev.runtimes), ".1f")]
+    runtimes = ev.runtimes.merge(machines[["run_id", "machine"]], on="run_id", how="left")
+    runtimes["machine"] = runtimes["machine"].fillna("not recorded")
+    kinds = sorted(runtimes["machine"].unique())
+    if len(kinds) == 1:
+        return [
+            _md(runtime_table(runtimes), ".1f"),
+            "",
+            f"Every ranked run ran on one machine type: {kinds[0]}.",
+        ]
+    per_method = runtimes.groupby(["method", "machine"]).size().unstack(fill_value=0)
+    lines = [
+        f"The ranked runs ran on {len(kinds)} machine types (runs per method below); run times and "
+        "the ratio to PB2 compare only within one, so each has its own table (its medians are over "
+        "the tasks that ran on it, which differ between machines).",
         "",
-        _md(table, ".0f"),
+        _md(per_method, ".0f"),
     ]
+    for kind in kinds:
+        lines += ["", f"On {kind}:", "", _md(runtime_table(runtimes[runtimes["machine"] == kind]), ".1f")]
+    return lines
 
 
 def differences_md(spec: StudySpec, paper: PaperResult, seeds: list[int]) -> list[str]:
@@ -290,9 +302,7 @@ def reproduction_markdown(
         "",
         "## Runtime per method",
         "",
-        _md(runtime_table(ev), ".1f"),
-        "",
-        *machines_md(machines),
+        *runtime_md(ev, machines),
         "",
         "## Figures",
         "",
