@@ -137,11 +137,11 @@ COMMITTED_STUDY = Path(__file__).resolve().parents[1] / "results" / "classic-sho
 @pytest.mark.skipif(not (COMMITTED_STUDY / "REPORT.md").exists(), reason="no committed REPORT.md yet")
 def test_the_committed_report_is_what_its_records_give(tmp_path):
     from metapb2_core.evaluation.paper import CLASSIC
-    from metapb2_core.evaluation.reproduction import coverage, side_by_side
+    from metapb2_core.evaluation.reproduction import counted_once_md, coverage, side_by_side
     from metapb2_core.study_report import study_evaluation
     from metapb2_core.study_spec import declared_study
 
-    ev, *_ = study_evaluation(COMMITTED_STUDY)
+    ev, _, _, matrix = study_evaluation(COMMITTED_STUDY)
     table = side_by_side(ev, CLASSIC).to_markdown(floatfmt=".2f")
     report = (COMMITTED_STUDY / "REPORT.md").read_text()
     assert table in report, (
@@ -149,6 +149,9 @@ def test_the_committed_report_is_what_its_records_give(tmp_path):
         "run `metapb2 study-report results/classic-short` and commit it with them"
     )
     assert coverage(ev, declared_study(COMMITTED_STUDY)).to_markdown() in report
+    # the faithful Pendulum makes its five contexts one task: the second view counts them once
+    once = "\n".join(counted_once_md(ev, CLASSIC, matrix))
+    assert "the 20 ranked tasks as 16" in once and once in report
 
 
 def test_a_report_midway_through_a_seed_says_it_is_partial_above_everything(demo_study, tmp_path):

@@ -5,11 +5,16 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from metapb2_core.evaluation.paper import CLASSIC, rank_agreement
+from metapb2_core.evaluation.scores import normalise, ranks
+from metapb2_core.evaluation.tables import rank_summary
 from metapb2_core.evaluation.task_findings import (
     constant_columns,
+    group_weights,
     identical_columns,
+    repeating_methods,
     task_findings_md,
     tied_tasks,
 )
@@ -87,3 +92,48 @@ def test_no_rank_agreement_is_computed_while_our_ranks_all_tie():
     assert agreement.n == len(CLASSIC.summary) and math.isnan(agreement.kendall_tau)
     ordered = CLASSIC.summary[["overall_rank", "final_rank"]]
     assert rank_agreement(ordered, CLASSIC, "overall_rank").kendall_tau == 1.0
+
+
+def _pendulum_values() -> pd.DataFrame:
+    """Two points of cart pole and three pendulum contexts; every method but taf repeats one
+    pendulum result on all three."""
+    tasks = ["cart_pole-earth", "pendulum-earth", "pendulum-uranus", "pendulum-venus"]
+    index = pd.MultiIndex.from_product([[1, 2], tasks], names=["point", "task"])
+    values = pd.DataFrame(0.0, index=index, columns=METHODS)
+    for point in (1, 2):
+        values.loc[(point, "cart_pole-earth")] = [30.0, 20.0, 10.0]  # pb2 best
+        for task in tasks[1:]:
+            values.loc[(point, task)] = [-900.0, -800.0, -700.0]  # taf best
+    values.loc[(2, "pendulum-venus"), "taf"] = -950.0  # taf worst once
+    return values
+
+
+def test_the_methods_whose_runs_repeat_on_a_group_are_found_from_every_point():
+    values = _pendulum_values()
+    group = ["pendulum-earth", "pendulum-uranus", "pendulum-venus"]
+    assert repeating_methods(values, group) == ["pb2", "pbt"]
+    assert repeating_methods(values, ["pendulum-earth", "pendulum-neptune"]) == []  # one not ranked
+    text = "\n".join(task_findings_md(values, _matrix_of(group), Quirks.faithful()))
+    assert "2 of the 3 methods (not taf) score the same on all 3 at every point" in text
+    assert "one result counts 3 times in every mean rank" in text
+
+
+def _matrix_of(group: list[str]) -> pd.DataFrame:
+    column = np.linspace(-1000.0, -300.0, 4)
+    return pd.DataFrame({"cart_pole-earth": [1.0, 2.0, 3.0, 4.0], **{t: column for t in group}})
+
+
+def test_counting_a_group_once_weighs_its_tasks_by_one_over_its_size():
+    values = _pendulum_values()
+    group = ["pendulum-earth", "pendulum-uranus", "pendulum-venus"]
+    weights = group_weights([group])
+    assert weights.to_dict() == {t: pytest.approx(1 / 3) for t in group}
+    r = ranks(values)
+    once = rank_summary(r, normalise(values), weights)
+    # final point: cart pole ranks pb2 1, pbt 2, taf 3; the pendulum group, weighed as one task,
+    # ranks taf (1 + 1 + 3) / 3 and pb2 (3 + 3 + 2) / 3: two tasks in all
+    assert once.loc["taf", "final_rank"] == pytest.approx((3 + 5 / 3) / 2)
+    assert once.loc["pb2", "final_rank"] == pytest.approx((1 + 8 / 3) / 2)
+    plain = rank_summary(r, normalise(values))
+    assert plain.loc["taf", "final_rank"] == pytest.approx((3 + 1 + 1 + 3) / 4)
+    assert rank_summary(r, normalise(values), pd.Series(dtype=float)).equals(plain)

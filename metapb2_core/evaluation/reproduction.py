@@ -11,8 +11,8 @@ from metapb2_core.budgets import get_budget
 from metapb2_core.evaluation.evaluate import Evaluation
 from metapb2_core.evaluation.paper import PaperResult, paper_groups_hold, rank_agreement
 from metapb2_core.evaluation.stats import Comparison
-from metapb2_core.evaluation.tables import final_table_wide
-from metapb2_core.evaluation.task_findings import task_findings_md
+from metapb2_core.evaluation.tables import final_table_wide, rank_summary
+from metapb2_core.evaluation.task_findings import group_weights, identical_columns, task_findings_md
 from metapb2_core.portfolio import candidate_budget
 from metapb2_core.quirks import Quirks
 from metapb2_core.study_spec import StudySpec
@@ -193,11 +193,12 @@ def _test_md(name: str, test: Comparison | None) -> str:
     )
 
 
-def _agreement_md(ev: Evaluation, paper: PaperResult) -> list[str]:
+def _agreement_md(summary: pd.DataFrame, paper: PaperResult, of: str = "") -> list[str]:
     lines = ["| ranks compared | methods | Kendall τ | p | Spearman ρ | p |", "|---|---|---|---|---|---|"]
     tied = False
     for column, label in (("overall_rank", "overall (anytime) mean rank"), ("final_rank", "final mean rank")):
-        a = rank_agreement(ev.summary, paper, column)
+        a = rank_agreement(summary, paper, column)
+        label += of
         if math.isnan(a.kendall_tau):
             tied = True
             lines.append(f"| {label} | {a.n} | — | — | — | — |")
@@ -224,6 +225,44 @@ def _groups_md(ev: Evaluation, paper: PaperResult) -> list[str]:
         gap = "—" if math.isnan(g.spread) else f"{g.spread:.2f}"
         lines.append(f"| {{{', '.join(g.group)}}} | {gap} | {'yes' if g.holds else 'no'} |")
     return lines
+
+
+def counted_once_md(ev: Evaluation, paper: PaperResult, matrix: pd.DataFrame | None) -> list[str]:
+    """A second view of the mean ranks where each group of tasks the portfolio matrix cannot tell
+    apart (``identical_columns``) weighs as one task; empty when there is no such group."""
+    groups = identical_columns(matrix) if matrix is not None and not matrix.empty else []
+    ranked = set(ev.values.index.get_level_values("task")) if not ev.values.empty else set()
+    groups = [g for g in ([t for t in g if t in ranked] for g in groups) if len(g) > 1]
+    if not groups:
+        return []
+    weights = group_weights(groups)
+    once = rank_summary(ev.ranks, ev.normalised, weights)
+    effective = len(ranked) - sum(len(g) - 1 for g in groups)
+    table = pd.DataFrame(
+        {
+            "overall rank": ev.summary["overall_rank"],
+            "overall, counted once": once["overall_rank"],
+            "overall rank (paper)": paper.summary["overall_rank"],
+            "final rank": ev.summary["final_rank"],
+            "final, counted once": once["final_rank"],
+            "final rank (paper)": paper.summary["final_rank"],
+        }
+    ).sort_values("overall, counted once", kind="stable")
+    table.index.name = "method"
+    named = "; ".join("{" + ", ".join(g) + "}" for g in groups)
+    return [
+        "## The same ranks with each repeated task counted once",
+        "",
+        f"A second view beside the faithful ranks above, not instead of them: {named} cannot be told "
+        f"apart by the portfolio matrix (see *What the data says about the tasks*), so here each group "
+        f"weighs as one task and the {len(ranked)} ranked tasks as {effective}. The paper's ranks count "
+        "every task, as our first table does; its code has the same Pendulum.",
+        "",
+        _md(table),
+        "",
+        *_agreement_md(once, paper, " (counted once)"),
+        "",
+    ]
 
 
 def reproduction_markdown(
@@ -271,10 +310,11 @@ def reproduction_markdown(
         "",
         "## Do the orderings agree?",
         "",
-        *_agreement_md(ev, paper),
+        *_agreement_md(ev.summary, paper),
         "",
         *_groups_md(ev, paper),
         "",
+        *counted_once_md(ev, paper, matrix),
         "## What differs from the paper by design",
         "",
         *differences_md(spec, paper, seeds),

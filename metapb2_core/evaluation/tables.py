@@ -85,16 +85,27 @@ def _tex(text: str) -> str:
     return text.replace("_", r"\_")
 
 
-def rank_summary(ranks: pd.DataFrame, normalised: pd.DataFrame) -> pd.DataFrame:
+def rank_summary(
+    ranks: pd.DataFrame, normalised: pd.DataFrame, task_weights: pd.Series | None = None
+) -> pd.DataFrame:
     """Per method: mean rank and mean normalised score at the last point and over all points
-    ("overall"/anytime), ordered by overall rank, then final rank (the original's legend order)."""
+    ("overall"/anytime), ordered by overall rank, then final rank (the original's legend order).
+
+    ``task_weights`` (task → weight, default 1 each) weigh each task's rows in every mean."""
     last = ranks.index.get_level_values("point").max()
+
+    def mean(rows: pd.DataFrame) -> pd.Series:
+        if task_weights is None:
+            return rows.mean()
+        w = task_weights.reindex(rows.index.get_level_values("task")).fillna(1.0).to_numpy()
+        return rows.mul(w, axis=0).sum() / w.sum()
+
     summary = pd.DataFrame(
         {
-            "final_rank": ranks.xs(last, level="point").mean(),
-            "overall_rank": ranks.mean(),
-            "final_normalised": normalised.xs(last, level="point").mean(),
-            "overall_normalised": normalised.mean(),
+            "final_rank": mean(ranks.xs(last, level="point", drop_level=False)),
+            "overall_rank": mean(ranks),
+            "final_normalised": mean(normalised.xs(last, level="point", drop_level=False)),
+            "overall_normalised": mean(normalised),
         }
     )
     summary.index.name = "method"

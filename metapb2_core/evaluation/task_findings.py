@@ -1,7 +1,7 @@
 """What the data alone says about a study's tasks, before any method is compared on them: tasks
 where every method ties at every point (they carry no ranking information but still count in every
 mean rank), and tasks that are one task several times (every portfolio candidate scored the same
-on them, to the last digit)."""
+on them, to the last digit), and the weights that count each such group once."""
 
 from __future__ import annotations
 
@@ -37,6 +37,23 @@ def identical_columns(matrix: pd.DataFrame) -> list[list[str]]:
     for task in sorted(varied.columns):
         groups.setdefault(tuple(varied[task].to_numpy()), []).append(task)
     return [g for g in groups.values() if len(g) > 1]
+
+
+def repeating_methods(values: pd.DataFrame, group: list[str]) -> list[str]:
+    """Methods whose score is the same on every task of ``group`` at every point (``values`` as
+    ``Evaluation.values``): their runs on these tasks repeat one result."""
+    tasks = values.index.get_level_values("task")
+    rows = values[tasks.isin(group)]
+    if rows.index.get_level_values("task").nunique() < len(group):
+        return []
+    same = rows.groupby(level="point").nunique() == 1
+    return [m for m in values.columns if same[m].all()]
+
+
+def group_weights(groups: list[list[str]]) -> pd.Series:
+    """Task → weight that counts each group of ``groups`` as one task (1/size each); tasks in no
+    group are left out (weight 1)."""
+    return pd.Series({t: 1.0 / len(g) for g in groups for t in g}, dtype=float)
 
 
 def known_cause(group: list[str], quirks: Quirks) -> str | None:
@@ -83,5 +100,19 @@ def task_findings_md(values: pd.DataFrame, matrix: pd.DataFrame | None, quirks: 
                 + (f": {cause}." if cause else ".")
                 + f" The leave-one-task-out meta-data{leaky_portfolio} then still hold runs on the target's "
                 "own dynamics, which favours the methods that use them on these tasks."
+                + _repeats_md(values, group)
             )
     return lines
+
+
+def _repeats_md(values: pd.DataFrame, group: list[str]) -> str:
+    same = repeating_methods(values, group)
+    if not same:
+        return ""
+    others = [m for m in values.columns if m not in same]
+    but = f" (not {', '.join(others)})" if others else ""
+    return (
+        f" The evaluation runs repeat too: {len(same)} of the {len(values.columns)} methods{but} score "
+        f"the same on all {len(group)} at every point, so one result counts {len(group)} times in every "
+        "mean rank."
+    )
