@@ -2,6 +2,8 @@
 performance_matrix → portfolio, meta_runs, one evaluation_<method> per method of the study,
 method_ranks; partitioned by the study's tasks × seeds, with its budget as every config's default."""
 
+import warnings
+
 import dagster as dg
 from pydantic import Field
 
@@ -26,13 +28,28 @@ def partition_key(task: str, seed: int) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"task": task, "seed": str(seed)})
 
 
+def seed_partitions(spec: StudySpec) -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition([str(s) for s in spec.seeds])
+
+
 def study_partitions(spec: StudySpec) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition(
+        {"task": dg.StaticPartitionsDefinition(list(spec.tasks)), "seed": seed_partitions(spec)}
+    )
+
+
+# Each seed is a replicate: a (task, seed) partition reads every task's partition of its own seed
+# only, so adding a seed leaves every earlier seed's matrix, portfolio and evaluations current.
+# (Both mappings are beta in dagster 1.13; constraints.txt pins the version.)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    SAME_SEED_EVERY_TASK = dg.MultiPartitionMapping(
         {
-            "task": dg.StaticPartitionsDefinition(list(spec.tasks)),
-            "seed": dg.StaticPartitionsDefinition([str(s) for s in spec.seeds]),
+            "task": dg.DimensionPartitionMapping("task", dg.AllPartitionMapping()),
+            "seed": dg.DimensionPartitionMapping("seed", dg.IdentityPartitionMapping()),
         }
     )
+    BY_SEED = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="seed")
 
 
 class CandidateConfig(runs.RunConfig):
@@ -104,14 +121,14 @@ def study_assets(spec: StudySpec) -> list:
         key=key("performance_matrix"),
         code_version=runs.code_version(core_portfolio),
         **common,
-        deps=[dg.AssetDep(candidates, partition_mapping=dg.AllPartitionMapping())],
-        description="Portfolio step 2: every candidate re-trained with fixed hyperparameters on a task",
+        deps=[dg.AssetDep(candidates, partition_mapping=SAME_SEED_EVERY_TASK)],
+        description="Portfolio step 2: the seed's candidates re-trained with fixed hyperparameters on a task",
     )
     def matrix(context: dg.AssetExecutionContext, config: run_config, ray: RayResource, store: StudyStore):
         tag_this_run(context, spec, config.budget)
         task, seed = runs.task_and_seed(context)
         budget = get_budget(config.budget, family)
-        cands = study.load_candidates(store.paths().catalog(), family)
+        cands = study.load_candidates(store.paths().catalog(), family, seed)
         scores = ray.run(
             core_portfolio.performance_matrix,
             cands,
@@ -136,17 +153,19 @@ def study_assets(spec: StudySpec) -> list:
         key=key("portfolio"),
         code_version=runs.code_version(core_portfolio),
         group_name=family,
-        deps=[matrix],
-        description="Portfolio step 3: a greedy portfolio per target task, blind to the target's environment",
+        partitions_def=seed_partitions(spec),
+        deps=[dg.AssetDep(matrix, partition_mapping=BY_SEED)],
+        description="Portfolio step 3: a seed's greedy portfolio per target task, blind to the target's env",
     )
     def portfolio(context: dg.AssetExecutionContext, config: portfolio_config, store: StudyStore):
         tag_this_run(context, spec, config.budget)
         budget = get_budget(config.budget, family)
+        seed = int(context.partition_key)
         size = config.size or budget.population_size + exploits_per_round(budget.population_size)
         paths = store.paths()
-        table = study.build_family_portfolios(family, size, Quirks.from_flag(config.faithful), paths)
+        table = study.build_family_portfolios(family, seed, size, Quirks.from_flag(config.faithful), paths)
         lin = runs.lineage(context, versioned(config), tuple(table["run_id"]))
-        _write(store, [Replace("portfolios", {"family": family}, table), lineage_rows(lin, [])])
+        _write(store, [Replace("portfolios", {"family": family, "seed": seed}, table), lineage_rows(lin, [])])
         per_target = table.groupby("target_task")["candidate"].apply(", ".join)
         return dg.MaterializeResult(
             metadata={
@@ -192,9 +211,9 @@ def _evaluation_asset(spec: StudySpec, method: str, key, common: dict, run_confi
     requires = get_method(method).requires
     deps = []
     if "meta_tables" in requires:
-        deps.append(dg.AssetDep(meta_runs, partition_mapping=dg.AllPartitionMapping()))
+        deps.append(dg.AssetDep(meta_runs, partition_mapping=SAME_SEED_EVERY_TASK))
     if "portfolio" in requires:
-        deps.append(dg.AssetDep(portfolio))
+        deps.append(dg.AssetDep(portfolio, partition_mapping=BY_SEED))
     version = runs.method_code_version(method)
     name = f"evaluation_{method}"
 

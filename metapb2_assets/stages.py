@@ -51,13 +51,16 @@ def tag_this_run(context: dg.AssetExecutionContext, spec: StudySpec, budget: str
         context.instance.add_run_tags(context.run_id, new)
 
 
+TASK_AND_SEED, SEED, ONCE = "task and seed", "seed", ""
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One named job: the assets it materialises, once per partition of the study or once."""
+    """One named job: the assets it materialises, once per task and seed, once per seed, or once."""
 
     job: str
     assets: tuple[str, ...]
-    partitioned: bool
+    per: str  # TASK_AND_SEED, SEED or ONCE
 
 
 def study_stages(spec: StudySpec) -> list[list[Stage]]:
@@ -65,15 +68,15 @@ def study_stages(spec: StudySpec) -> list[list[Stage]]:
     fam = spec.family
     first = []
     if spec.needs_portfolio:
-        first.append(Stage(f"{fam}_candidates", ("portfolio_candidates",), True))
+        first.append(Stage(f"{fam}_candidates", ("portfolio_candidates",), TASK_AND_SEED))
     if spec.needs_meta:
-        first.append(Stage(f"{fam}_meta_runs", ("meta_runs",), True))
+        first.append(Stage(f"{fam}_meta_runs", ("meta_runs",), TASK_AND_SEED))
     phases = [first] if first else []
     if spec.needs_portfolio:
-        phases.append([Stage(f"{fam}_performance_matrix", ("performance_matrix",), True)])
-        phases.append([Stage(f"{fam}_portfolio", ("portfolio",), False)])
-    phases.append([Stage(f"{fam}_evaluation_{m}", (f"evaluation_{m}",), True) for m in spec.methods])
-    phases.append([Stage(f"{fam}_method_ranks", ("method_ranks",), False)])
+        phases.append([Stage(f"{fam}_performance_matrix", ("performance_matrix",), TASK_AND_SEED)])
+        phases.append([Stage(f"{fam}_portfolio", ("portfolio",), SEED)])
+    phases.append([Stage(f"{fam}_evaluation_{m}", (f"evaluation_{m}",), TASK_AND_SEED) for m in spec.methods])
+    phases.append([Stage(f"{fam}_method_ranks", ("method_ranks",), ONCE)])
     return phases
 
 
@@ -104,7 +107,7 @@ def stage_jobs(spec: StudySpec) -> list[dg.UnresolvedAssetJobDefinition]:
                     config=stage_run_config(spec, stage),
                     tags=run_tags(spec, stage.assets, spec.budget),
                     description=f"{spec.name}: the {stage_of(stage.assets[0])} stage"
-                    + (" (one run per task and seed)" if stage.partitioned else ""),
+                    + (f" (one run per {stage.per})" if stage.per else ""),
                 )
             )
     return jobs

@@ -18,7 +18,7 @@ from metapb2_assets.child_processes import die_with_parent
 from metapb2_assets.definitions import build_definitions
 from metapb2_assets.family import partition_key
 from metapb2_assets.resources import RayResource, StudyStore
-from metapb2_assets.stages import Stage, stage_run_config, study_stages
+from metapb2_assets.stages import ONCE, SEED, TASK_AND_SEED, Stage, stage_run_config, study_stages
 from metapb2_core import study
 from metapb2_core.catalog_rebuild import needs_rebuild, rebuild_catalog
 from metapb2_core.errors import MetaPB2Error
@@ -95,10 +95,13 @@ class StudyRunner:
         """Seed after seed, and within a phase partition after partition with every stage of it:
         a study that spans sessions (and machines) completes whole seeds and whole task × method
         blocks first, and a task's methods run close together, on the same machine."""
-        keys = [str(partition_key(t, s)) for s in self.spec.seeds for t in self.spec.tasks]
+        keys = {
+            TASK_AND_SEED: [str(partition_key(t, s)) for s in self.spec.seeds for t in self.spec.tasks],
+            SEED: [str(s) for s in self.spec.seeds],
+            ONCE: [None],
+        }
         return [
-            [Step(stage, pk) for pk in keys for stage in phase if stage.partitioned]
-            + [Step(stage, None) for stage in phase if not stage.partitioned]
+            [Step(stage, pk) for per in keys for pk in keys[per] for stage in phase if stage.per == per]
             for phase in study_stages(self.spec)
         ]
 

@@ -55,6 +55,11 @@ class StudyPaths:
     def portfolios(self) -> Path:
         return self.root / "portfolio"
 
+    def portfolios_of(self, seed: int) -> Path:
+        """Where seed ``seed``'s portfolio files are: each seed is a replicate with its own
+        candidates, matrix and portfolio, so adding a seed never changes an earlier one's."""
+        return self.portfolios / f"s{seed}"
+
     def catalog(self) -> Catalog:
         return Catalog(self.database)
 
@@ -73,8 +78,8 @@ def run_request(
     bounds: dict[str, tuple[float, float]] | None = None,
 ) -> RunRequest:
     """The request of an evaluation run with its inputs: meta-data are the study's own meta runs of
-    the same budget and quirk switch that passed their checks, read from its catalog (a run still
-    staged or failed is never read)."""
+    the same seed, budget and quirk switch that passed their checks, read from its catalog (a run
+    still staged or failed is never read); the portfolio is the same seed's."""
     requires = get_method(method).requires
     return RunRequest(
         task,
@@ -83,13 +88,16 @@ def run_request(
         budget,
         faithful,
         bounds or {},
-        meta=meta_source(paths, budget, faithful) if "meta_tables" in requires else None,
-        portfolio=str(paths.portfolios) if "portfolio" in requires else None,
+        meta=meta_source(paths, budget, faithful, seed) if "meta_tables" in requires else None,
+        portfolio=str(paths.portfolios_of(seed)) if "portfolio" in requires else None,
     )
 
 
-def meta_source(paths: StudyPaths, budget: str, faithful: bool) -> str:
-    return f"{paths.database}:role = 'meta' AND budget = '{budget}' AND faithful = {str(faithful).lower()}"
+def meta_source(paths: StudyPaths, budget: str, faithful: bool, seed: int) -> str:
+    return (
+        f"{paths.database}:role = 'meta' AND budget = '{budget}' AND faithful = {str(faithful).lower()} "
+        f"AND seed = {int(seed)}"
+    )
 
 
 def record_run(record: RunRecord, role: str, lin: Lineage, catalog: Catalog) -> None:
@@ -137,13 +145,17 @@ def record_candidates(cands: list[Candidate], task: str, seed: int, budget: str)
     return Replace("candidates", {"source_task": task, "seed": seed}, pd.DataFrame(rows))
 
 
-def load_candidates(catalog: Catalog, family: str) -> list[Candidate]:
+def load_candidates(catalog: Catalog, family: str, seed: int | None = None) -> list[Candidate]:
+    """The candidates of ``family``'s searches (of seed ``seed`` only, unless None)."""
     if "candidates" not in catalog.tables():
         raise MetaPB2Error("no portfolio candidates yet: materialise portfolio_candidates first")
     df = catalog.query("SELECT * FROM candidates ORDER BY source_task, seed, rank")
     df = df[df["source_task"].isin(family_tasks(family))]
+    if seed is not None:
+        df = df[df["seed"] == seed]
     if df.empty:
-        raise MetaPB2Error(f"no portfolio candidates of the {family} family yet")
+        of = f" of seed {seed}" if seed is not None else ""
+        raise MetaPB2Error(f"no portfolio candidates of the {family} family{of} yet")
     return [
         Candidate(
             r["candidate_id"],
@@ -174,29 +186,38 @@ def matrix_rows(
     return rows, sorted({candidates_run_id(c.source_task, budget, c.seed) for c in cands})
 
 
-def family_matrix(catalog: Catalog, family: str, cands: Sequence[str]) -> pd.DataFrame:
+def family_matrix(
+    catalog: Catalog, family: str, cands: Sequence[str], seed: int | None = None
+) -> pd.DataFrame:
     """The performance matrix of ``family``: candidates of ``cands`` × tasks, rows scored on every
-    task (the mean over seeds where a column has several)."""
+    task (the columns of seed ``seed`` only, unless None: then the mean over seeds where a column
+    has several)."""
     if "performance_matrix" not in catalog.tables():
         raise MetaPB2Error("no performance matrix yet: materialise performance_matrix first")
-    long = catalog.query("SELECT candidate_id, task, score FROM performance_matrix")
+    long = catalog.query("SELECT candidate_id, task, seed, score FROM performance_matrix")
     long = long[long["task"].isin(family_tasks(family)) & long["candidate_id"].isin(cands)]
+    if seed is not None:
+        long = long[long["seed"] == seed]
     return long.pivot_table(index="candidate_id", columns="task", values="score", aggfunc="mean").dropna()
 
 
-def build_family_portfolios(family: str, size: int, quirks: Quirks, paths: StudyPaths) -> pd.DataFrame:
-    """Step 3 for every task of ``family`` a portfolio can be formed for (columns: the tasks of the
-    matrix; rows: candidates scored on every one of them); writes ``<task>_portfolio.json`` files."""
+def build_family_portfolios(
+    family: str, seed: int, size: int, quirks: Quirks, paths: StudyPaths
+) -> pd.DataFrame:
+    """Step 3 of seed ``seed`` for every task of ``family`` a portfolio can be formed for (columns:
+    the tasks of the seed's matrix; rows: the seed's candidates scored on every one of them);
+    writes ``<task>_portfolio.json`` files under ``paths.portfolios_of(seed)``."""
     catalog = paths.catalog()
-    cands = {c.id: c for c in load_candidates(catalog, family)}
+    cands = {c.id: c for c in load_candidates(catalog, family, seed)}
     runs_of = dict(catalog.query("SELECT candidate_id, run_id FROM candidates").itertuples(index=False))
-    matrix = family_matrix(catalog, family, list(cands))
+    matrix = family_matrix(catalog, family, list(cands), seed)
     if matrix.empty:
-        raise MetaPB2Error(f"the {family} performance matrix is empty")
+        raise MetaPB2Error(f"the {family} performance matrix of seed {seed} is empty")
     sources = {c: cands[c].source_task for c in matrix.index}
     configs = {c: cands[c].config for c in matrix.index}
     rows = []
-    paths.portfolios.mkdir(parents=True, exist_ok=True)
+    folder = paths.portfolios_of(seed)
+    folder.mkdir(parents=True, exist_ok=True)
     for target in family_tasks(family):
         try:
             ids = portfolio_for(matrix, sources, target, size, quirks, configs)
@@ -206,10 +227,13 @@ def build_family_portfolios(family: str, size: int, quirks: Quirks, paths: Study
             {**cands[i].config, "candidate": i, "source_task": cands[i].source_task, "run_id": runs_of[i]}
             for i in ids
         ]
-        tmp = paths.portfolios / f".{target}_portfolio.json.tmp"
+        tmp = folder / f".{target}_portfolio.json.tmp"
         tmp.write_text(json.dumps(entries, indent=2))
-        tmp.replace(paths.portfolios / f"{target}_portfolio.json")
-        rows += [{"family": family, "target_task": target, "position": k, **e} for k, e in enumerate(entries)]
+        tmp.replace(folder / f"{target}_portfolio.json")
+        rows += [
+            {"family": family, "seed": seed, "target_task": target, "position": k, **e}
+            for k, e in enumerate(entries)
+        ]
     if not rows:
         raise MetaPB2Error(
             f"no {family} task has {size} candidates from other environments; search more tasks or seeds"

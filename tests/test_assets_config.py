@@ -9,7 +9,9 @@ from metapb2_assets.resources import RayResource, StudyStore
 from metapb2_core.checks import CHECKS
 from metapb2_core.envs import ENV_FAMILIES
 from metapb2_core.methods import METHODS
+from metapb2_core.study import family_tasks
 
+CLASSIC_TASKS = family_tasks("classic")
 PER_FAMILY = ["portfolio_candidates", "performance_matrix", "portfolio", "meta_runs", "method_ranks"]
 
 
@@ -50,7 +52,10 @@ def test_definitions_have_every_asset_check_partition_schedule_and_sensor(defs):
     assert isinstance(parts, dg.MultiPartitionsDefinition)
     assert sorted(d.name for d in parts.partitions_defs) == ["seed", "task"]
     assert len(parts.get_partition_keys()) == 20 * 10
-    assert graph.get(dg.AssetKey(["classic", "portfolio"])).partitions_def is None
+    seeds = graph.get(dg.AssetKey(["classic", "portfolio"])).partitions_def
+    assert isinstance(seeds, dg.StaticPartitionsDefinition) and seeds.get_partition_keys() == [
+        str(s) for s in range(10)
+    ]
     assert graph.get(dg.AssetKey(["classic", "method_ranks"])).automation_condition is not None
     assert defs.get_sensor_def("refresh_method_ranks") is not None
 
@@ -63,6 +68,25 @@ def test_evaluation_dependencies_follow_what_each_method_requires(defs):
     assert parents("evaluation_pb2_star_warm") == {"portfolio"}
     assert parents("performance_matrix") == {"portfolio_candidates"}
     assert {f"evaluation_{m}" for m in METHODS} == parents("method_ranks")
+
+
+def test_a_partition_reads_every_task_of_its_own_seed_and_its_seed_s_portfolio(defs):
+    """Seeds are replicates: seed 1's matrix column and evaluations read seed 1's candidates,
+    meta runs and portfolio, never another seed's (so adding a seed changes no earlier seed)."""
+    graph = defs.resolve_asset_graph()
+    node = lambda name: graph.get(dg.AssetKey(["classic", name]))  # noqa: E731
+    child = partition_key("cart_pole-earth", 1)
+    for name, parent, want in [
+        ("evaluation_metaprior", "meta_runs", {str(partition_key(t, 1)) for t in CLASSIC_TASKS}),
+        ("performance_matrix", "portfolio_candidates", {str(partition_key(t, 1)) for t in CLASSIC_TASKS}),
+        ("evaluation_pb2_star_warm", "portfolio", {"1"}),
+    ]:
+        up = graph.get_parent_partition_keys_for_child(
+            child, dg.AssetKey(["classic", parent]), node(name).key
+        )
+        assert set(up.partitions_subset.get_partition_keys()) == want, name
+    up = graph.get_parent_partition_keys_for_child("1", node("performance_matrix").key, node("portfolio").key)
+    assert set(up.partitions_subset.get_partition_keys()) == {str(partition_key(t, 1)) for t in CLASSIC_TASKS}
 
 
 def _materialise(tmp_path, ray: RayResource, store: StudyStore):

@@ -12,7 +12,7 @@ from metapb2_core.budgets import get_budget
 from metapb2_core.checks import expected_perturbations, run_checks
 from metapb2_core.space import SEARCH_SPACE
 from metapb2_core.store import Catalog, Lineage, Replace, StoreError, lineage_rows
-from metapb2_core.store.staleness import settings_version, stale_partitions
+from metapb2_core.store.staleness import partition_seed, settings_version, stale_partitions
 
 
 def test_replace_deletes_the_key_then_inserts(tmp_path):
@@ -89,6 +89,28 @@ def test_stale_partitions_by_code_version_and_newer_inputs(tmp_path):
     assert stale_partitions(cat, "eval", "v2", ["meta"]) == ["0|a", "0|b"]
     cat.write([lin("eval", "0|a", "v2"), lin("eval", "0|b", "v2")])
     assert stale_partitions(cat, "eval", "v2", ["meta"]) == []
+
+
+def test_a_new_seed_makes_no_partition_of_an_earlier_seed_stale(tmp_path):
+    """Seeds are replicates: seed 1's inputs made after seed 0's evaluations leave those current,
+    while an unpartitioned input, or any seed's, is newer for an unpartitioned asset (the ranks)."""
+    cat = Catalog(tmp_path / "c.duckdb")
+    lin = lambda key, part: lineage_rows(Lineage(key, part, "run", "v"), [])  # noqa: E731
+    cat.write([lin("meta", "0|a"), lin("meta", "0|b"), lin("portfolio", "0")])
+    cat.write([lin("eval", "0|a"), lin("eval", "0|b"), lin("ranks", "")])
+    cat.write([lin("meta", "1|a"), lin("portfolio", "1")])  # seed 1 added
+    assert stale_partitions(cat, "eval", "v", ["meta", "portfolio"]) == []
+    assert stale_partitions(cat, "portfolio", "v", ["meta"]) == []
+    assert stale_partitions(cat, "ranks", "v", ["meta"]) == [""]
+    cat.write([lin("eval", "1|a")])
+    cat.write([lin("portfolio", "0")])  # seed 0's portfolio re-made: only seed 0's runs are behind
+    assert stale_partitions(cat, "eval", "v", ["meta", "portfolio"]) == ["0|a", "0|b"]
+    cat.write([lin("meta", "0|c")])
+    assert stale_partitions(cat, "portfolio", "v", ["meta"]) == ["0"]  # seed 1's made after 1|a
+    cat.write([lin("shared", "")])  # an unpartitioned input is every seed's
+    assert stale_partitions(cat, "eval", "v", ["shared"]) == ["0|a", "0|b", "1|a"]
+    assert partition_seed("3|cart_pole-earth") == "3" and partition_seed("3") == "3"
+    assert partition_seed("") is None
 
 
 def test_a_partition_made_at_another_budget_is_stale_for_a_study_but_not_by_code_alone(tmp_path):

@@ -2,6 +2,7 @@
 machine that wrote it stopped: the catalog is rebuilt from the records and exported tables, the
 instance learns what the records prove, and nothing finished is computed again."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -194,3 +195,27 @@ def test_a_study_with_no_finished_evaluation_says_so_instead_of_reporting(demo_s
     err = capsys.readouterr().err
     assert "no evaluation run of study 'demo' has finished yet (0 of 24 planned)" in err
     assert not (clone / "REPORT.md").exists()
+
+
+@pytest.mark.skipif(not (COMMITTED_STUDY / "study.yaml").exists(), reason="no committed study")
+def test_adding_seeds_to_the_committed_study_leaves_its_complete_seed_0_current(tmp_path):
+    """Seeds are replicates: with seeds 1 and 2 declared beside the committed complete seed 0,
+    no step of seed 0 is pending, while seed 2's every stage is (it has no record yet)."""
+    import dagster as dg
+
+    from metapb2_assets.resources import StudyStore
+    from metapb2_assets.study_runner import StudyRunner, prepare_instance
+    from metapb2_core.study_spec import declared_study
+
+    clone = _clone_files(COMMITTED_STUDY, tmp_path / "clone")
+    spec = dataclasses.replace(declared_study(clone), seeds=(0, 1, 2))
+    runner = StudyRunner(spec, store=StudyStore(root=str(clone), database=str(clone / "metapb2.duckdb")))
+    prepare_instance(str(clone))
+    instance = dg.DagsterInstance.from_config(str(clone))
+    runner.adopt_records(instance, lambda _: None)
+    pending = [s for phase in runner.phases() for s in runner.pending(phase, instance) if s.partition]
+    seed_of = lambda step: step.partition.split("|")[0]  # noqa: E731
+    assert not [s.describe() for s in pending if seed_of(s) == "0"]
+    stages = {s.stage.job for s in pending if seed_of(s) == "2"}
+    assert len(stages) == len(spec.methods) + 4  # candidates, meta runs, matrix, portfolio
+    assert sum(seed_of(s) == "2" for s in pending) == len(spec.tasks) * (3 + len(spec.methods)) + 1

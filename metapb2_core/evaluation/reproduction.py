@@ -167,8 +167,12 @@ def differences_md(spec: StudySpec, paper: PaperResult, seeds: list[int]) -> lis
             "(its blocks are tasks × points), so close methods swap ranks more often than in the paper."
         )
     lines.append(
-        "- **Portfolio.** Each seed searches its own candidates on one seed; the paper searched 30 "
-        "draws × 4 seeds once and built one portfolio for every seed."
+        "- **Seeds are replicates.** Each seed searches its own candidates (on that seed), scores them "
+        "in its own matrix, builds its own portfolio and reads only its own seed's meta runs, so adding "
+        "a seed changes nothing an earlier one computed. The paper searched 30 draws × 4 seeds once "
+        "and built one portfolio for every seed, and its meta methods pooled the PB2 runs of every "
+        "seed (one run per other task here; protocol.md §5.5), so the meta methods learn from less "
+        "data here than there."
     )
     lines.append(
         "- **Mode.** "

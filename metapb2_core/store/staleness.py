@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from metapb2_core.store.catalog import Catalog
 
 SETTINGS_MARK = "@"
@@ -13,31 +15,50 @@ def settings_version(code_version: str, budget: str, faithful: bool) -> str:
     return f"{code_version}{SETTINGS_MARK}{budget}" + ("-faithful" if faithful else "")
 
 
+def partition_seed(partition: str) -> str | None:
+    """The seed of a study partition key: ``<seed>|<task>`` (task × seed, dimensions in name order)
+    or ``<seed>``; None for an unpartitioned asset (``""``)."""
+    return partition.split("|")[0] if partition else None
+
+
 def stale_partitions(
     catalog: Catalog, asset_key: str, code_version: str, input_keys: list[str], code_only: bool = False
 ) -> list[str]:
     """Partitions of ``asset_key`` whose lineage row has another version (only its code part
     when ``code_only``: where no study fixes the budget), or that were materialised before the
-    newest materialisation of any asset in ``input_keys`` (a run that failed its checks, or is
-    still staged, is nobody's input)."""
+    newest materialisation of an input of the same seed (every seed's, for an unpartitioned asset
+    or input; a run that failed its checks, or is still staged, is nobody's input): each seed is a
+    replicate, so a new seed never makes an earlier one's partitions stale."""
     if "lineage" not in catalog.tables():
         return []
     rows = catalog.query(
         "SELECT partition, code_version, materialized_at FROM lineage WHERE asset_key = ?", [asset_key]
     )
-    newest_input = None
-    if input_keys:
-        marks = ", ".join("?" for _ in input_keys)
-        newest_input = catalog.query(
-            f"SELECT max(materialized_at) AS t FROM lineage WHERE asset_key IN ({marks}) "
-            "AND (status IS NULL OR status = 'passed')",
-            input_keys,
-        )["t"].iloc[0]
     versions = rows["code_version"]
     if code_only:
         versions = versions.str.split(SETTINGS_MARK).str[0]
         code_version = code_version.split(SETTINGS_MARK)[0]
     stale = versions != code_version
-    if newest_input is not None and newest_input == newest_input:  # not NaT
-        stale |= rows["materialized_at"] < newest_input
+    if input_keys:
+        marks = ", ".join("?" for _ in input_keys)
+        inputs = catalog.query(
+            f"SELECT partition, materialized_at FROM lineage WHERE asset_key IN ({marks}) "
+            "AND (status IS NULL OR status = 'passed')",
+            input_keys,
+        ).dropna(subset=["materialized_at"])
+        seeds = inputs["partition"].map(partition_seed)
+        every = inputs["materialized_at"].max()
+        shared = inputs.loc[seeds.isna(), "materialized_at"].max()  # unpartitioned inputs
+        by_seed = inputs[seeds.notna()].groupby(seeds[seeds.notna()])["materialized_at"].max()
+
+        def newest(partition: str) -> object:
+            seed = partition_seed(partition)
+            if seed is None:
+                return every
+            times = [t for t in (by_seed.get(seed), shared) if pd.notna(t)]
+            return max(times) if times else None
+
+        made = rows["materialized_at"]
+        older = [pd.notna(t := newest(p)) and m < t for p, m in zip(rows["partition"], made, strict=True)]
+        stale |= pd.Series(older, index=rows.index, dtype=bool)
     return sorted(rows.loc[stale, "partition"])

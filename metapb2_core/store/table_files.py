@@ -24,7 +24,7 @@ TABLES_DIR = "tables"
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "candidates": ("source_task", "seed"),
     "performance_matrix": ("task", "seed"),
-    "portfolios": ("family",),
+    "portfolios": ("family", "seed"),
     "ranks": ("family", "budget"),
     "lineage": ("asset_key",),
 }
