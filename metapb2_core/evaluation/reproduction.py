@@ -298,7 +298,8 @@ def reproduction_markdown(
         f"- Seeds declared: {', '.join(map(str, spec.seeds))}; complete (every task × method passed its "
         f"checks): {', '.join(map(str, seeds)) or 'none yet'} ({len(seeds)} of the paper's 10).",
         f"- Portfolio candidates: {spec.candidate_configs} random configurations per task and seed, the "
-        f"best {spec.candidate_best} kept; meta-data: the study's own PB2 `meta_runs`, leave-one-task-out.",
+        f"best {spec.candidate_best} kept; meta-data: the study's own PB2 `meta_runs` of the same seed, "
+        "leave-one-task-out.",
         f"- Grid check (over the tasks that have runs): {ev.grid.summary().splitlines()[0]}",
         "",
         "Evaluation runs per seed:",
