@@ -197,10 +197,22 @@ def test_a_study_with_no_finished_evaluation_says_so_instead_of_reporting(demo_s
     assert not (clone / "REPORT.md").exists()
 
 
+def _records_per_seed(root: Path) -> dict[int, dict[str, int]]:
+    """How many evaluation and meta-run records each seed has under ``root/runs``, from the manifests."""
+    counts: dict[int, dict[str, int]] = {}
+    for manifest in (root / "runs").glob("*.json"):
+        record = json.loads(manifest.read_text())
+        kind = "meta" if record["tag"] == "meta" else "evaluation"
+        per_seed = counts.setdefault(record["seed"], {"evaluation": 0, "meta": 0})
+        per_seed[kind] += 1
+    return counts
+
+
 @pytest.mark.skipif(not (COMMITTED_STUDY / "study.yaml").exists(), reason="no committed study")
-def test_adding_seeds_to_the_committed_study_leaves_its_complete_seed_0_current(tmp_path):
-    """Seeds are replicates: with seeds 1 and 2 declared beside the committed complete seed 0,
-    no step of seed 0 is pending, while seed 2's every stage is (it has no record yet)."""
+def test_adding_a_seed_to_the_committed_study_leaves_its_complete_seeds_current(tmp_path):
+    """Seeds are replicates: with one more seed declared beside the committed ones, no step of a
+    complete seed (every evaluation and meta run recorded) is pending, while the new seed's every
+    stage is (it has no record yet). Holds at any point of the study, a seed midway included."""
     import dagster as dg
 
     from metapb2_assets.resources import StudyStore
@@ -208,14 +220,21 @@ def test_adding_seeds_to_the_committed_study_leaves_its_complete_seed_0_current(
     from metapb2_core.study_spec import declared_study
 
     clone = _clone_files(COMMITTED_STUDY, tmp_path / "clone")
-    spec = dataclasses.replace(declared_study(clone), seeds=(0, 1, 2))
+    declared = declared_study(clone)
+    records = _records_per_seed(clone)
+    grid = len(declared.tasks) * len(declared.methods)
+    complete = {s for s, n in records.items() if n == {"evaluation": grid, "meta": len(declared.tasks)}}
+    assert 0 in complete, records
+    in_tables = {int(f.stem.rsplit("seed=", 1)[1]) for f in clone.glob("tables/*/*seed=*.parquet")}
+    new = max([*records, *in_tables, *declared.seeds]) + 1  # a seed no file of the study names
+    spec = dataclasses.replace(declared, seeds=(*declared.seeds, new))
     runner = StudyRunner(spec, store=StudyStore(root=str(clone), database=str(clone / "metapb2.duckdb")))
     prepare_instance(str(clone))
     instance = dg.DagsterInstance.from_config(str(clone))
     runner.adopt_records(instance, lambda _: None)
     pending = [s for phase in runner.phases() for s in runner.pending(phase, instance) if s.partition]
-    seed_of = lambda step: step.partition.split("|")[0]  # noqa: E731
-    assert not [s.describe() for s in pending if seed_of(s) == "0"]
-    stages = {s.stage.job for s in pending if seed_of(s) == "2"}
+    seed_of = lambda step: int(step.partition.split("|")[0])  # noqa: E731
+    assert not [s.describe() for s in pending if seed_of(s) in complete]
+    stages = {s.stage.job for s in pending if seed_of(s) == new}
     assert len(stages) == len(spec.methods) + 4  # candidates, meta runs, matrix, portfolio
-    assert sum(seed_of(s) == "2" for s in pending) == len(spec.tasks) * (3 + len(spec.methods)) + 1
+    assert sum(seed_of(s) == new for s in pending) == len(spec.tasks) * (3 + len(spec.methods)) + 1
