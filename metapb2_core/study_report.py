@@ -13,11 +13,11 @@ import pandas as pd
 
 from metapb2_core.catalog_rebuild import rebuild_catalog
 from metapb2_core.errors import MetaPB2Error
-from metapb2_core.evaluation import IncompleteGridWarning, evaluate
+from metapb2_core.evaluation import IncompleteGridWarning
 from metapb2_core.evaluation.evaluate import Evaluation
 from metapb2_core.evaluation.paper import CLASSIC, PaperResult
 from metapb2_core.evaluation.report import write_report
-from metapb2_core.evaluation.reproduction import reproduction_markdown
+from metapb2_core.evaluation.reproduction import reproduction_markdown, study_ranking
 from metapb2_core.study import StudyPaths, family_matrix, load_candidates, run_machines, study_evaluation_runs
 from metapb2_core.study_spec import declared_study
 
@@ -31,11 +31,13 @@ class StudyEvaluation(NamedTuple):
     points: pd.DataFrame  # what it ranks
     machines: pd.DataFrame  # run_id, method, machine of every ranked run
     matrix: pd.DataFrame | None  # the study's performance matrix (candidates × tasks); None without one
+    coverage: pd.DataFrame  # per declared seed: runs planned, passed, failed (reproduction.coverage)
 
 
 def study_evaluation(root: str | Path) -> StudyEvaluation:
-    """The evaluation of the study declared in ``root``, the points it ranks and the machines they
-    ran on, from a catalog rebuilt from its files."""
+    """The evaluation of the study declared in ``root`` (its complete seeds alone while another is
+    midway: ``study_ranking``), the points it ranks, the machines they ran on and the coverage of
+    every declared seed, from a catalog rebuilt from its files."""
     root = Path(root)
     spec = declared_study(root)
     if spec is None:
@@ -58,8 +60,10 @@ def study_evaluation(root: str | Path) -> StudyEvaluation:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteGridWarning)  # the report states the grid check
-        ev = evaluate(found.points, failed=found.failed, perturbations=found.perturbations)
-    return StudyEvaluation(ev, found.points, machines, matrix)
+        ev, cover = study_ranking(found.points, spec, found.failed, found.perturbations)
+    seeds = pd.concat([ev.scores["seed"], ev.grid.failed["seed"]]).astype(int).unique()
+    ranked = found.points[found.points["seed"].astype(int).isin(seeds)]  # a seed midway is left out
+    return StudyEvaluation(ev, ranked, machines[machines["run_id"].isin(ranked["run_id"])], matrix, cover)
 
 
 def write_study_report(root: str | Path) -> Path:
@@ -75,7 +79,13 @@ def write_study_report(root: str | Path) -> Path:
     write_report(found.evaluation, found.points, root / FIGURES_DIR)
     command = f"metapb2 study-report {root}"
     text = reproduction_markdown(
-        found.evaluation, spec, PAPER_RESULTS[spec.family], command, found.machines, found.matrix
+        found.evaluation,
+        spec,
+        PAPER_RESULTS[spec.family],
+        command,
+        found.machines,
+        found.matrix,
+        found.coverage,
     )
     path = root / REPORT_FILE
     tmp = path.with_name(f".{path.name}.tmp")

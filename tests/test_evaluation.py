@@ -389,3 +389,39 @@ def test_run_times_of_several_machine_types_are_tabled_per_machine():
     one = runtime_md(ev, runs.assign(machine="one box, 2 cores").drop(columns="seed"))
     assert one[-1] == "Every ranked run ran on one machine type: one box, 2 cores."
     assert "11.0" in one[0]  # the median over tasks of the seed mean (10, 11, 12)
+
+
+def test_a_study_ranks_its_complete_seeds_alone_while_another_is_midway():
+    """Seeds 0 and 1 are complete; seed 2 has only PBT's runs so far, far better than anything.
+    Mixed into the seed means they would put PBT first; the report ranks seeds 0 and 1 alone,
+    counts seed 2's runs in its coverage and says which seed is left out."""
+    from metapb2_core.evaluation.reproduction import partial_md, study_ranking
+    from metapb2_core.study_spec import StudySpec
+
+    tasks, methods = ["cart_pole-earth", "acrobot-earth", "pendulum-earth"], ["pb2", "pbt", "random_search"]
+    spec = StudySpec("midway", "classic", tasks, (0, 1, 2), "smoke", methods=methods)
+    quality = {"pb2": 3.0, "pbt": 2.0, "random_search": 1.0}
+    done = make_points(grid(tasks, methods, [0, 1], lambda t, m, s: [quality[m] + s] * POINTS))
+    midway = make_points(grid(tasks, ["pbt"], [2], lambda t, m, s: [100.0] * POINTS))
+    points = pd.concat([done, midway], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IncompleteGridWarning)
+        mixed = evaluate(points)
+        ev, cover = study_ranking(points, spec)
+    assert mixed.summary["final_rank"].idxmin() == "pbt"  # what mixing the seeds would say
+    pd.testing.assert_frame_equal(ev.summary, quiet_evaluate(done).summary)
+    assert ev.summary["final_rank"].to_dict() == {"pb2": 1.0, "pbt": 2.0, "random_search": 3.0}
+    assert cover["passed"].tolist() == [9, 9, 3] and cover["planned"].tolist() == [9, 9, 9]
+    banner = partial_md(ev, spec, cover)[0]
+    assert "21 of 27 planned evaluation runs have passed their checks (0 failed)" in banner
+    assert "Not complete yet: seed(s) 2, whose 3 finished runs are left out" in banner
+    assert "over the complete seed(s) 0, 1 alone" in banner and "at 2 of its 10 seeds" in banner
+
+    # before any seed is complete there is nothing to keep apart: it ranks what there is, and says so
+    early = points[~((points["seed"] == 1) | ((points["seed"] == 0) & (points["task"] == "pendulum-earth")))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IncompleteGridWarning)
+        ev, cover = study_ranking(early, spec)
+        pd.testing.assert_frame_equal(ev.summary, evaluate(early).summary)
+    assert cover["passed"].tolist() == [6, 0, 3]
+    assert "do not compare it with the paper's yet" in partial_md(ev, spec, cover)[0]

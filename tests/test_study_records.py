@@ -105,7 +105,7 @@ def test_study_report_is_made_from_the_files_and_ranks_as_the_catalog_does(demo_
     spec = declared_study(home)
     found = study_evaluation_runs(StudyPaths(home, home / "metapb2.duckdb").catalog(), spec)
     original = evaluate(found.points, failed=found.failed, perturbations=found.perturbations)
-    rebuilt, _, machines, _ = study_evaluation(clone)
+    rebuilt, _, machines, *_ = study_evaluation(clone)
     pd.testing.assert_frame_equal(rebuilt.summary, original.summary)
     cpu = host_cpu()
     here = f"{cpu['cpu']}{', AVX-512' if cpu['avx512'] else ''}, {cpu['cores']} cores"
@@ -138,18 +138,23 @@ COMMITTED_STUDY = Path(__file__).resolve().parents[1] / "results" / "classic-sho
 @pytest.mark.skipif(not (COMMITTED_STUDY / "REPORT.md").exists(), reason="no committed REPORT.md yet")
 def test_the_committed_report_is_what_its_records_give(tmp_path):
     from metapb2_core.evaluation.paper import CLASSIC
-    from metapb2_core.evaluation.reproduction import counted_once_md, coverage, side_by_side
+    from metapb2_core.evaluation.reproduction import counted_once_md, side_by_side
     from metapb2_core.study_report import study_evaluation
     from metapb2_core.study_spec import declared_study
 
-    ev, _, _, matrix = study_evaluation(COMMITTED_STUDY)
+    found = study_evaluation(COMMITTED_STUDY)
+    ev, matrix = found.evaluation, found.matrix
     table = side_by_side(ev, CLASSIC).to_markdown(floatfmt=".2f")
     report = (COMMITTED_STUDY / "REPORT.md").read_text()
     assert table in report, (
         "REPORT.md is not what the committed records give (records committed after it was written?): "
         "run `metapb2 study-report results/classic-short` and commit it with them"
     )
-    assert coverage(ev, declared_study(COMMITTED_STUDY)).to_markdown() in report
+    assert found.coverage.to_markdown() in report
+    assert found.coverage.index.tolist() == list(declared_study(COMMITTED_STUDY).seeds)
+    # a seed midway is left out of the ranks, so every ranked seed is complete
+    ranked = found.coverage.loc[sorted(ev.scores["seed"].astype(int).unique())]
+    assert (ranked["passed"] == ranked["planned"]).all(), found.coverage
     # the faithful Pendulum makes its five contexts one task: the second view counts them once
     once = "\n".join(counted_once_md(ev, CLASSIC, matrix))
     assert "the 20 ranked tasks as 16" in once and once in report

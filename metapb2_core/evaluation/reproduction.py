@@ -8,7 +8,7 @@ import math
 import pandas as pd
 
 from metapb2_core.budgets import get_budget
-from metapb2_core.evaluation.evaluate import Evaluation
+from metapb2_core.evaluation.evaluate import Evaluation, evaluate
 from metapb2_core.evaluation.paper import PaperResult, paper_groups_hold, rank_agreement
 from metapb2_core.evaluation.stats import Comparison
 from metapb2_core.evaluation.tables import final_table_wide, rank_summary
@@ -31,9 +31,8 @@ def _md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     return df.to_markdown(floatfmt=floatfmt)
 
 
-def complete_seeds(ev: Evaluation, spec: StudySpec) -> list[int]:
-    """Seeds with a passed evaluation run for every task and method of the study."""
-    cover = coverage(ev, spec)
+def complete_seeds(cover: pd.DataFrame) -> list[int]:
+    """Seeds with a passed evaluation run for every task and method (``cover``: ``coverage``)."""
     return [int(s) for s in cover.index[cover["passed"] == cover["planned"]]]
 
 
@@ -56,12 +55,53 @@ def coverage(ev: Evaluation, spec: StudySpec) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("seed")
 
 
+def study_ranking(
+    points: pd.DataFrame,
+    spec: StudySpec,
+    failed: pd.DataFrame | None = None,
+    perturbations: pd.DataFrame | None = None,
+) -> tuple[Evaluation, pd.DataFrame]:
+    """(the evaluation a study's report ranks, the ``coverage`` of every declared seed).
+
+    A seed midway beside complete ones would enter some methods' seed means on a task and not
+    others' (a task's methods finish one after another), so while at least one seed is complete
+    the ranking keeps the complete seeds alone; before any is, it ranks what there is and the
+    report says so (``partial_md``). Warns ``IncompleteGridWarning`` as ``evaluate`` does."""
+    ev = evaluate(points, failed=failed, perturbations=perturbations)
+    cover = coverage(ev, spec)
+    done = complete_seeds(cover)
+    cells = pd.concat([ev.scores["seed"], ev.grid.failed["seed"]]).astype(int)
+    if not done or set(cells) <= set(done):
+        return ev, cover
+
+    def of_done(df: pd.DataFrame | None) -> pd.DataFrame | None:
+        return None if df is None else df[df["seed"].astype(int).isin(done)]
+
+    return evaluate(of_done(points), failed=of_done(failed), perturbations=perturbations), cover
+
+
+def _ranked_seeds(ev: Evaluation) -> list[int]:
+    return sorted(int(s) for s in ev.scores["seed"].unique())
+
+
 def partial_md(ev: Evaluation, spec: StudySpec, cover: pd.DataFrame) -> list[str]:
     """A warning above everything else while the study is unfinished (``cover``: ``coverage``):
     the grid check sees only the tasks that have runs, so it alone would not say so."""
     planned, passed, failed = (int(cover[c].sum()) for c in ("planned", "passed", "failed"))
     if passed >= planned:
         return []
+    done, ranked_seeds = complete_seeds(cover), _ranked_seeds(ev)
+    if done and ranked_seeds == done:
+        midway = [int(s) for s in cover.index if int(s) not in done]
+        left_out = int(cover.loc[midway, "passed"].sum())
+        return [
+            f"> **Partial result.** {passed} of {planned} planned evaluation runs have passed their "
+            f"checks ({failed} failed). Not complete yet: seed(s) {_seeds(midway)}, whose {left_out} "
+            "finished runs are left out until their seed is complete. Every rank, test and score below "
+            f"is over the complete seed(s) {_seeds(done)} alone (every task × method), and compares "
+            f"with the paper's at {len(done)} of its 10 seeds.",
+            "",
+        ]
     ranked = ev.values.index.get_level_values("task").nunique() if not ev.values.empty else 0
     return [
         f"> **Partial result.** {passed} of {planned} planned evaluation runs have passed their "
@@ -70,6 +110,10 @@ def partial_md(ev: Evaluation, spec: StudySpec, cover: pd.DataFrame) -> list[str
         "study continues: do not compare it with the paper's yet.",
         "",
     ]
+
+
+def _seeds(seeds: list[int]) -> str:
+    return ", ".join(map(str, seeds))
 
 
 def side_by_side(ev: Evaluation, paper: PaperResult) -> pd.DataFrame:
@@ -276,11 +320,14 @@ def reproduction_markdown(
     command: str,
     machines: pd.DataFrame | None = None,
     matrix: pd.DataFrame | None = None,
+    cover: pd.DataFrame | None = None,
 ) -> str:
+    """REPORT.md of ``ev`` (``cover``: the coverage of every declared seed, as ``study_ranking``
+    gives it beside an evaluation of the complete seeds; default: ``ev``'s own)."""
     budget = get_budget(spec.budget, spec.family)
     paper_budget = get_budget("paper", spec.family)
-    seeds = complete_seeds(ev, spec)
-    cover = coverage(ev, spec)
+    cover = coverage(ev, spec) if cover is None else cover
+    seeds = complete_seeds(cover)
     mode = "faithful (the original code's quirks)" if spec.faithful else "fixed"
     parts = [
         f"# {spec.name}: the paper's {spec.family} comparison, reproduced at a reduced scale",
