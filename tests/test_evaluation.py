@@ -425,3 +425,29 @@ def test_a_study_ranks_its_complete_seeds_alone_while_another_is_midway():
         pd.testing.assert_frame_equal(ev.summary, evaluate(early).summary)
     assert cover["passed"].tolist() == [6, 0, 3]
     assert "do not compare it with the paper's yet" in partial_md(ev, spec, cover)[0]
+
+
+def test_each_seed_ranked_alone_is_its_own_ordering_beside_the_paper():
+    """Seed 0 puts pb2 first and seed 1 pbt: each seed's summary is that of evaluating its runs
+    alone, the report's section shows both and one τ with the paper per seed."""
+    from metapb2_core.evaluation.paper import CLASSIC
+    from metapb2_core.evaluation.reproduction import per_seed_md, per_seed_summary
+
+    methods = ["pb2", "pbt", "random_search"]
+    order = {
+        0: {"pb2": 3.0, "pbt": 2.0, "random_search": 1.0},
+        1: {"pb2": 1.0, "pbt": 3.0, "random_search": 2.0},
+    }
+    points = make_points(grid(TASKS, methods, [0, 1], lambda t, m, s: [order[s][m]] * POINTS))
+    ev = quiet_evaluate(points)
+    alone = per_seed_summary(ev)
+    assert sorted(alone) == [0, 1]
+    for seed in (0, 1):
+        of_seed = quiet_evaluate(points[points["seed"] == seed]).summary
+        pd.testing.assert_frame_equal(alone[seed], of_seed)
+    assert alone[0]["final_rank"].idxmin() == "pb2" and alone[1]["final_rank"].idxmin() == "pbt"
+    text = "\n".join(per_seed_md(ev, CLASSIC))
+    assert "## Each seed ranked alone" in text and "each of the 2 seeds" in text
+    assert "overall, seed 0" in text and "final, seed 1" in text
+    assert len([line for line in text.splitlines() if line.startswith(("| 0 |", "| 1 |"))]) == 2
+    assert per_seed_md(quiet_evaluate(points[points["seed"] == 0]), CLASSIC) == []  # one seed: nothing

@@ -138,7 +138,7 @@ COMMITTED_STUDY = Path(__file__).resolve().parents[1] / "results" / "classic-sho
 @pytest.mark.skipif(not (COMMITTED_STUDY / "REPORT.md").exists(), reason="no committed REPORT.md yet")
 def test_the_committed_report_is_what_its_records_give(tmp_path):
     from metapb2_core.evaluation.paper import CLASSIC
-    from metapb2_core.evaluation.reproduction import counted_once_md, side_by_side
+    from metapb2_core.evaluation.reproduction import counted_once_md, per_seed_md, side_by_side
     from metapb2_core.study_report import study_evaluation
     from metapb2_core.study_spec import declared_study
 
@@ -158,6 +158,8 @@ def test_the_committed_report_is_what_its_records_give(tmp_path):
     # the faithful Pendulum makes its five contexts one task: the second view counts them once
     once = "\n".join(counted_once_md(ev, CLASSIC, matrix))
     assert "the 20 ranked tasks as 16" in once and once in report
+    alone = "\n".join(per_seed_md(ev, CLASSIC))
+    assert alone in report and "## Each seed ranked alone" in alone
 
 
 def test_a_report_midway_through_a_seed_says_it_is_partial_above_everything(demo_study, tmp_path):

@@ -8,6 +8,7 @@ import math
 import pandas as pd
 
 from metapb2_core.budgets import get_budget
+from metapb2_core.evaluation import scores as sc
 from metapb2_core.evaluation.evaluate import Evaluation, evaluate
 from metapb2_core.evaluation.paper import PaperResult, paper_groups_hold, rank_agreement
 from metapb2_core.evaluation.stats import Comparison
@@ -275,6 +276,55 @@ def _groups_md(ev: Evaluation, paper: PaperResult) -> list[str]:
     return lines
 
 
+def per_seed_summary(ev: Evaluation) -> dict[int, pd.DataFrame]:
+    """Each seed's ``rank_summary`` of its own runs (the seed ranked alone, not in the seed means),
+    for the seeds with a task where every method has a run."""
+    out = {}
+    for seed, scores in ev.scores.groupby("seed", sort=True):
+        values = sc.stacked(sc.seed_table(scores), ev.methods)
+        if not values.empty:
+            out[int(seed)] = rank_summary(sc.ranks(values), sc.normalise(values))
+    return out
+
+
+def per_seed_md(ev: Evaluation, paper: PaperResult) -> list[str]:
+    """The mean ranks of each seed ranked alone, and each one's agreement with the paper: how far
+    one seed's ordering moves between replicates; empty with fewer than two seeds."""
+    summaries = per_seed_summary(ev)
+    if len(summaries) < 2:
+        return []
+    table = pd.DataFrame(
+        {
+            **{f"overall, seed {s}": v["overall_rank"] for s, v in summaries.items()},
+            "overall (paper)": paper.summary["overall_rank"],
+            **{f"final, seed {s}": v["final_rank"] for s, v in summaries.items()},
+            "final (paper)": paper.summary["final_rank"],
+        }
+    ).loc[ev.summary.index]
+    table.index.name = "method"
+    lines = [
+        "## Each seed ranked alone",
+        "",
+        f"The tables above rank the seed means; here each of the {len(summaries)} seeds is ranked on its "
+        "own runs, in the order of the first table. How far a method moves between seeds is how far a "
+        "single seed's ordering can be trusted.",
+        "",
+        _md(table),
+        "",
+        "| seed | overall: Kendall τ with the paper | p | final: Kendall τ with the paper | p |",
+        "|---|---|---|---|---|",
+    ]
+    for seed, summary in summaries.items():
+        cells = []
+        for column in ("overall_rank", "final_rank"):
+            a = rank_agreement(summary, paper, column)
+            cells += (
+                ["—", "—"] if math.isnan(a.kendall_tau) else [f"{a.kendall_tau:+.2f}", f"{a.kendall_p:.2g}"]
+            )
+        lines.append(f"| {seed} | {' | '.join(cells)} |")
+    return lines + [""]
+
+
 def counted_once_md(ev: Evaluation, paper: PaperResult, matrix: pd.DataFrame | None) -> list[str]:
     """A second view of the mean ranks where each group of tasks the portfolio matrix cannot tell
     apart (``identical_columns``) weighs as one task; empty when there is no such group."""
@@ -367,6 +417,7 @@ def reproduction_markdown(
         *_groups_md(ev, paper),
         "",
         *counted_once_md(ev, paper, matrix),
+        *per_seed_md(ev, paper),
         "## What differs from the paper by design",
         "",
         *differences_md(spec, paper, seeds),
