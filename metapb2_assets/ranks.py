@@ -15,6 +15,7 @@ from metapb2_assets.stages import tag_this_run
 from metapb2_core import study
 from metapb2_core.evaluation import IncompleteGridWarning, evaluate
 from metapb2_core.evaluation.report import format_report, write_report
+from metapb2_core.evaluation.reproduction import ranked_seeds, study_ranking
 from metapb2_core.store import Replace, lineage_rows
 from metapb2_core.store.staleness import settings_version
 from metapb2_core.study_spec import StudySpec
@@ -43,8 +44,9 @@ def rank_rows(ev, family: str, budget: str) -> pd.DataFrame:
     return rows.assign(family=family, budget=budget)
 
 
-def completeness(spec: StudySpec, points: pd.DataFrame, failed: pd.DataFrame) -> str:
-    """How much of the planned grid (tasks × seeds × methods) has a run that passed its checks."""
+def completeness(spec: StudySpec, points: pd.DataFrame, failed: pd.DataFrame, ranked: list[int]) -> str:
+    """How much of the planned grid (tasks × seeds × methods) has a run that passed its checks,
+    and which seeds are ranked (``ranked``) when a seed midway is left out."""
     if not spec.declared:
         return (
             f"{points['run_id'].nunique()} evaluation runs ranked; no study is declared in this root "
@@ -63,6 +65,12 @@ def completeness(spec: StudySpec, points: pd.DataFrame, failed: pd.DataFrame) ->
     if missing:
         shown = ", ".join(f"{m} on {t} seed {s}" for t, s, m in missing[:5])
         text += f"; missing: {shown}" + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    left_out = sorted({int(s) for s in points["seed"]} - set(ranked))
+    if left_out:
+        text += (
+            f"; ranked: the complete seed(s) {', '.join(map(str, ranked))} alone, seed(s) "
+            f"{', '.join(map(str, left_out))} left out until complete"
+        )
     return text
 
 
@@ -100,12 +108,16 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IncompleteGridWarning)  # reported in the metadata below
-            ev = evaluate(points, alpha=config.alpha, failed=failed, perturbations=found.perturbations)
+            if spec.declared:  # a seed midway beside complete ones is left out, as in REPORT.md
+                ev, _ = study_ranking(points, spec, failed, found.perturbations, alpha=config.alpha)
+            else:
+                ev = evaluate(points, alpha=config.alpha, failed=failed, perturbations=found.perturbations)
+        ranked = points[points["seed"].astype(int).isin(ranked_seeds(ev))]
         out = paths.root / "reports" / family
-        written = write_report(ev, points, out)
+        written = write_report(ev, ranked, out)
         rows = rank_rows(ev, family, config.budget)
         version = settings_version(runs.code_version(evaluate), config.budget, spec.faithful)
-        lin = runs.lineage(context, version, tuple(points["run_id"].unique()))
+        lin = runs.lineage(context, version, tuple(ranked["run_id"].unique()))
         catalog.write(
             [Replace("ranks", {"family": family, "budget": config.budget}, rows), lineage_rows(lin, [])]
         )
@@ -116,7 +128,7 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
         return dg.MaterializeResult(
             metadata={
                 "study": spec.describe(),
-                "completeness": completeness(spec, points, failed),
+                "completeness": completeness(spec, points, failed, ranked_seeds(ev)),
                 "final_return": final_return_table(ev.final),
                 "friedman_p": friedman_text(cmp, ev.notes),
                 "critical_difference": (
@@ -125,7 +137,7 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
                     if cmp
                     else "not computed"
                 ),
-                "runs": dg.MetadataValue.int(int(points["run_id"].nunique())),
+                "runs": dg.MetadataValue.int(int(ranked["run_id"].nunique())),
                 "newest_run_landed": f"{newest:%Y-%m-%d %H:%M:%S} UTC" if newest is not None else "—",
                 "rank_table": rank_summary_table(ev.summary, anytime),
                 "anytime_rank": dg.MetadataValue.md(ranks_markdown(anytime)),

@@ -451,3 +451,20 @@ def test_each_seed_ranked_alone_is_its_own_ordering_beside_the_paper():
     assert "overall, seed 0" in text and "final, seed 1" in text
     assert len([line for line in text.splitlines() if line.startswith(("| 0 |", "| 1 |"))]) == 2
     assert per_seed_md(quiet_evaluate(points[points["seed"] == 0]), CLASSIC) == []  # one seed: nothing
+
+
+def test_the_ranks_asset_says_which_seeds_it_ranks_when_one_is_left_out():
+    from metapb2_assets.ranks import completeness
+    from metapb2_core.study_spec import StudySpec
+
+    tasks, methods = ["cart_pole-earth", "acrobot-earth"], ["pb2", "pbt"]
+    spec = StudySpec("midway", "classic", tasks, (0, 1), "smoke", methods=methods)
+    done = make_points(grid(tasks, methods, [0], lambda t, m, s: [1.0] * POINTS))
+    midway = make_points(grid(tasks[:1], methods, [1], lambda t, m, s: [1.0] * POINTS))
+    points, failed = pd.concat([done, midway]), pd.DataFrame(columns=["run_id"])
+    text = completeness(spec, points, failed, [0])
+    assert text.startswith(
+        "6 of 8 planned evaluation runs passed their checks (2 tasks × 2 seeds × 2 methods)"
+    )
+    assert text.endswith("; ranked: the complete seed(s) 0 alone, seed(s) 1 left out until complete")
+    assert "ranked:" not in completeness(spec, points, failed, [0, 1])

@@ -61,6 +61,7 @@ def study_ranking(
     spec: StudySpec,
     failed: pd.DataFrame | None = None,
     perturbations: pd.DataFrame | None = None,
+    alpha: float = 0.05,
 ) -> tuple[Evaluation, pd.DataFrame]:
     """(the evaluation a study's report ranks, the ``coverage`` of every declared seed).
 
@@ -68,21 +69,21 @@ def study_ranking(
     others' (a task's methods finish one after another), so while at least one seed is complete
     the ranking keeps the complete seeds alone; before any is, it ranks what there is and the
     report says so (``partial_md``). Warns ``IncompleteGridWarning`` as ``evaluate`` does."""
-    ev = evaluate(points, failed=failed, perturbations=perturbations)
+    ev = evaluate(points, alpha=alpha, failed=failed, perturbations=perturbations)
     cover = coverage(ev, spec)
     done = complete_seeds(cover)
-    cells = pd.concat([ev.scores["seed"], ev.grid.failed["seed"]]).astype(int)
-    if not done or set(cells) <= set(done):
+    if not done or set(ranked_seeds(ev)) <= set(done):
         return ev, cover
 
     def of_done(df: pd.DataFrame | None) -> pd.DataFrame | None:
         return None if df is None else df[df["seed"].astype(int).isin(done)]
 
-    return evaluate(of_done(points), failed=of_done(failed), perturbations=perturbations), cover
+    return evaluate(of_done(points), alpha=alpha, failed=of_done(failed), perturbations=perturbations), cover
 
 
-def _ranked_seeds(ev: Evaluation) -> list[int]:
-    return sorted(int(s) for s in ev.scores["seed"].unique())
+def ranked_seeds(ev: Evaluation) -> list[int]:
+    """The seeds ``ev`` ranks or lists as failed."""
+    return sorted({int(s) for s in pd.concat([ev.scores["seed"], ev.grid.failed["seed"]])})
 
 
 def partial_md(ev: Evaluation, spec: StudySpec, cover: pd.DataFrame) -> list[str]:
@@ -91,8 +92,8 @@ def partial_md(ev: Evaluation, spec: StudySpec, cover: pd.DataFrame) -> list[str
     planned, passed, failed = (int(cover[c].sum()) for c in ("planned", "passed", "failed"))
     if passed >= planned:
         return []
-    done, ranked_seeds = complete_seeds(cover), _ranked_seeds(ev)
-    if done and ranked_seeds == done:
+    done = complete_seeds(cover)
+    if done and ranked_seeds(ev) == done:
         midway = [int(s) for s in cover.index if int(s) not in done]
         left_out = int(cover.loc[midway, "passed"].sum())
         return [
