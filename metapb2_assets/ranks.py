@@ -15,7 +15,7 @@ from metapb2_assets.stages import tag_this_run
 from metapb2_core import study
 from metapb2_core.evaluation import IncompleteGridWarning, evaluate
 from metapb2_core.evaluation.report import format_report, write_report
-from metapb2_core.evaluation.reproduction import ranked_seeds, study_ranking
+from metapb2_core.evaluation.reproduction import ranked_points, ranked_seeds, study_ranking
 from metapb2_core.store import Replace, lineage_rows
 from metapb2_core.store.staleness import settings_version
 from metapb2_core.study_spec import StudySpec
@@ -112,7 +112,7 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
                 ev, _ = study_ranking(points, spec, failed, found.perturbations, alpha=config.alpha)
             else:
                 ev = evaluate(points, alpha=config.alpha, failed=failed, perturbations=found.perturbations)
-        ranked = points[points["seed"].astype(int).isin(ranked_seeds(ev))]
+        ranked = ranked_points(ev, points)
         out = paths.root / "reports" / family
         written = write_report(ev, ranked, out)
         rows = rank_rows(ev, family, config.budget)

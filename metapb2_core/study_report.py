@@ -17,7 +17,7 @@ from metapb2_core.evaluation import IncompleteGridWarning
 from metapb2_core.evaluation.evaluate import Evaluation
 from metapb2_core.evaluation.paper import CLASSIC, PaperResult
 from metapb2_core.evaluation.report import write_report
-from metapb2_core.evaluation.reproduction import ranked_seeds, reproduction_markdown, study_ranking
+from metapb2_core.evaluation.reproduction import ranked_points, reproduction_markdown, study_ranking
 from metapb2_core.study import StudyPaths, family_matrix, load_candidates, run_machines, study_evaluation_runs
 from metapb2_core.study_spec import declared_study
 
@@ -61,7 +61,7 @@ def study_evaluation(root: str | Path) -> StudyEvaluation:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteGridWarning)  # the report states the grid check
         ev, cover = study_ranking(found.points, spec, found.failed, found.perturbations)
-    ranked = found.points[found.points["seed"].astype(int).isin(ranked_seeds(ev))]  # not a seed midway
+    ranked = ranked_points(ev, found.points)
     return StudyEvaluation(ev, ranked, machines[machines["run_id"].isin(ranked["run_id"])], matrix, cover)
 
 

@@ -395,7 +395,7 @@ def test_a_study_ranks_its_complete_seeds_alone_while_another_is_midway():
     """Seeds 0 and 1 are complete; seed 2 has only PBT's runs so far, far better than anything.
     Mixed into the seed means they would put PBT first; the report ranks seeds 0 and 1 alone,
     counts seed 2's runs in its coverage and says which seed is left out."""
-    from metapb2_core.evaluation.reproduction import partial_md, study_ranking
+    from metapb2_core.evaluation.reproduction import partial_md, ranked_points, study_ranking
     from metapb2_core.study_spec import StudySpec
 
     tasks, methods = ["cart_pole-earth", "acrobot-earth", "pendulum-earth"], ["pb2", "pbt", "random_search"]
@@ -416,6 +416,14 @@ def test_a_study_ranks_its_complete_seeds_alone_while_another_is_midway():
     assert "21 of 27 planned evaluation runs have passed their checks (0 failed)" in banner
     assert "Not complete yet: seed(s) 2, whose 3 finished runs are left out" in banner
     assert "over the complete seed(s) 0, 1 alone" in banner and "at 2 of its 10 seeds" in banner
+    assert set(ranked_points(ev, points)["seed"]) == {0, 1}
+
+    # a seed declared but not started yet is named as such, not as "0 finished runs"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IncompleteGridWarning)
+        ev, cover = study_ranking(done, spec)
+    banner = partial_md(ev, spec, cover)[0]
+    assert "Not complete yet: seed(s) 2, with no finished evaluation run yet. Every rank" in banner
 
     # before any seed is complete there is nothing to keep apart: it ranks what there is, and says so
     early = points[~((points["seed"] == 1) | ((points["seed"] == 0) & (points["task"] == "pendulum-earth")))]

@@ -15,6 +15,7 @@ import pytest
 
 from metapb2_core.catalog_rebuild import needs_rebuild, rebuild_catalog
 from metapb2_core.errors import MetaPB2Error
+from metapb2_core.store.staleness import partition_seed
 from metapb2_core.study import StudyPaths
 from metapb2_core.xla_setup import host_cpu
 
@@ -240,7 +241,10 @@ def test_adding_a_seed_to_the_committed_study_leaves_its_complete_seeds_current(
     instance = dg.DagsterInstance.from_config(str(clone))
     runner.adopt_records(instance, lambda _: None)
     pending = [s for phase in runner.phases() for s in runner.pending(phase, instance) if s.partition]
-    seed_of = lambda step: int(step.partition.split("|")[0])  # noqa: E731
+
+    def seed_of(step) -> int:
+        return int(partition_seed(step.partition))
+
     assert not [s.describe() for s in pending if seed_of(s) in complete]
     stages = {s.stage.job for s in pending if seed_of(s) == new}
     assert len(stages) == len(spec.methods) + 4  # candidates, meta runs, matrix, portfolio

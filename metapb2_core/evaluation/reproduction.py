@@ -75,15 +75,23 @@ def study_ranking(
     if not done or set(ranked_seeds(ev)) <= set(done):
         return ev, cover
 
-    def of_done(df: pd.DataFrame | None) -> pd.DataFrame | None:
-        return None if df is None else df[df["seed"].astype(int).isin(done)]
-
-    return evaluate(of_done(points), alpha=alpha, failed=of_done(failed), perturbations=perturbations), cover
+    kept = of_seeds(failed, done) if failed is not None else None
+    return evaluate(of_seeds(points, done), alpha=alpha, failed=kept, perturbations=perturbations), cover
 
 
 def ranked_seeds(ev: Evaluation) -> list[int]:
     """The seeds ``ev`` ranks or lists as failed."""
     return sorted({int(s) for s in pd.concat([ev.scores["seed"], ev.grid.failed["seed"]])})
+
+
+def of_seeds(runs: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
+    """The rows of ``runs`` (points or failed runs, with a ``seed`` column) of ``seeds``."""
+    return runs[runs["seed"].astype(int).isin(seeds)]
+
+
+def ranked_points(ev: Evaluation, points: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``points`` that ``ev`` ranks: a seed left out midway (``study_ranking``) is not."""
+    return of_seeds(points, ranked_seeds(ev))
 
 
 def partial_md(ev: Evaluation, spec: StudySpec, cover: pd.DataFrame) -> list[str]:
@@ -96,10 +104,16 @@ def partial_md(ev: Evaluation, spec: StudySpec, cover: pd.DataFrame) -> list[str
     if done and ranked_seeds(ev) == done:
         midway = [int(s) for s in cover.index if int(s) not in done]
         left_out = int(cover.loc[midway, "passed"].sum())
+        whose = (
+            f"whose {left_out} finished run{'s are' if left_out != 1 else ' is'} left out until their "
+            "seed is complete"
+            if left_out
+            else "with no finished evaluation run yet"
+        )
         return [
             f"> **Partial result.** {passed} of {planned} planned evaluation runs have passed their "
-            f"checks ({failed} failed). Not complete yet: seed(s) {_seeds(midway)}, whose {left_out} "
-            "finished runs are left out until their seed is complete. Every rank, test and score below "
+            f"checks ({failed} failed). Not complete yet: seed(s) {_seeds(midway)}, {whose}. "
+            "Every rank, test and score below "
             f"is over the complete seed(s) {_seeds(done)} alone (every task × method), and compares "
             f"with the paper's at {len(done)} of its 10 seeds.",
             "",
