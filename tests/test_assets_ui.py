@@ -49,10 +49,14 @@ def _graphql(port: int, query: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def demo_home(demo_study):
-    """The home the README's main command made (conftest.demo_study)."""
+def demo_home(demo_study, tmp_path_factory):
+    """A copy of the home the README's main command made (conftest.demo_study): `dagster dev`'s
+    daemon and the refresh test add runs to it, which the platform tests must not see, whichever
+    module runs first."""
     FIGURES.update(demo_study["figures"])
-    return demo_study["home"], demo_study["env"]
+    home = tmp_path_factory.mktemp("ui_home") / "home"
+    shutil.copytree(demo_study["home"], home)
+    return home, {**demo_study["env"], "DAGSTER_HOME": str(home)}
 
 
 @pytest.fixture(scope="module")
