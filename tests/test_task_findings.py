@@ -12,6 +12,7 @@ from metapb2_core.evaluation.scores import normalise, ranks
 from metapb2_core.evaluation.tables import rank_summary
 from metapb2_core.evaluation.task_findings import (
     constant_columns,
+    final_plateaus,
     group_weights,
     identical_columns,
     repeating_methods,
@@ -84,6 +85,24 @@ def test_the_findings_name_the_quirk_only_in_the_mode_that_has_it():
         task_findings_md(_values().iloc[::2].drop(index="mountain_car-earth", level="task"), None, Quirks())
         == []
     )
+
+
+def test_a_final_plateau_names_its_score_and_the_methods_that_left_it():
+    values = _values()  # mountain car tied at every point: a tie, not a plateau
+    values.loc[(3, "cart_pole-earth"), :] = [500.0, 500.0, 480.0]  # 2 of 3 end on 500, taf below
+    plateaus = final_plateaus(values)
+    assert plateaus.index.tolist() == ["cart_pole-earth"]
+    assert plateaus.loc["cart_pole-earth"].tolist() == [500.0, 2, [], ["taf"]]
+    values.loc[(3, "mountain_car-earth"), "pbt"] = -150.0  # one method escapes the floor at the end
+    plateaus = final_plateaus(values)
+    assert plateaus.loc["mountain_car-earth"].tolist() == [-200.0, 2, ["pbt"], []]
+    text = "\n".join(task_findings_md(values, None, Quirks()))
+    assert "**Plateaus at the final point.** On 2 of the 2 ranked tasks" in text
+    assert "cart_pole-earth (500, 2 of 3; off it: taf below)" in text
+    assert "mountain_car-earth (-200, 2 of 3; off it: pbt above)" in text
+    assert "decided by the other 0 tasks" in text
+    values.loc[(3, "cart_pole-earth"), :] = [500.0, 490.0, 480.0]  # one of three on a score: no plateau
+    assert final_plateaus(values).index.tolist() == ["mountain_car-earth"]
 
 
 def test_no_rank_agreement_is_computed_while_our_ranks_all_tie():

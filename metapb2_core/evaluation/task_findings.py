@@ -1,7 +1,8 @@
 """What the data alone says about a study's tasks, before any method is compared on them: tasks
 where every method ties at every point (they carry no ranking information but still count in every
-mean rank), and tasks that are one task several times (every portfolio candidate scored the same
-on them, to the last digit), and the weights that count each such group once."""
+mean rank), tasks where most methods end on one shared score (the final ranks there only tell
+apart the few that left it), and tasks that are one task several times (every portfolio candidate
+scored the same on them, to the last digit), and the weights that count each such group once."""
 
 from __future__ import annotations
 
@@ -20,6 +21,29 @@ def tied_tasks(values: pd.DataFrame) -> pd.Series:
     tied = same.groupby(level="task").all()
     last = values.groupby(level="task").tail(1).droplevel("point").iloc[:, 0]
     return last[tied[tied].index].sort_index()
+
+
+def final_plateaus(values: pd.DataFrame) -> pd.DataFrame:
+    """Tasks where at least half the methods share one score at the last point, and not every
+    method at every point (those are ``tied_tasks``): one row per task with the shared ``score``,
+    how many methods ``share`` it, and the methods ``above`` and ``below`` it."""
+    columns = ["score", "share", "above", "below"]
+    if values.empty:
+        return pd.DataFrame(columns=columns)
+    last = values.groupby(level="task").tail(1).droplevel("point")
+    rows = {}
+    for task, scores in last.drop(index=tied_tasks(values).index).iterrows():
+        counts = scores.value_counts()
+        if counts.iloc[0] * 2 < len(scores):
+            continue
+        shared = counts.index[0]
+        rows[task] = (
+            shared,
+            int(counts.iloc[0]),
+            sorted(scores.index[scores > shared]),
+            sorted(scores.index[scores < shared]),
+        )
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).sort_index()
 
 
 def constant_columns(matrix: pd.DataFrame) -> pd.Series:
@@ -79,6 +103,9 @@ def task_findings_md(values: pd.DataFrame, matrix: pd.DataFrame | None, quirks: 
             f"every point: {shared}. There every method gets the middle rank, so these tasks rank "
             f"nothing but pull every mean rank toward the middle by {len(tied)}/{ranked} of its distance."
         )
+    plateaus = final_plateaus(values)
+    if len(plateaus):
+        lines.append(_plateaus_md(plateaus, ranked, len(values.columns)))
     if matrix is not None and not matrix.empty:
         flat = constant_columns(matrix)
         if len(flat):
@@ -115,4 +142,23 @@ def _repeats_md(values: pd.DataFrame, group: list[str]) -> str:
         f" The evaluation runs repeat too: {len(same)} of the {len(values.columns)} methods{but} score "
         f"the same on all {len(group)} at every point, so one result counts {len(group)} times in every "
         "mean rank."
+    )
+
+
+def _plateaus_md(plateaus: pd.DataFrame, ranked: int, methods: int) -> str:
+    def left(row: pd.Series) -> str:
+        moved = [f"{', '.join(row[side])} {side}" for side in ("above", "below") if row[side]]
+        return f"; off it: {'; '.join(moved)}" if moved else ""
+
+    shown = "; ".join(
+        f"{task} ({row['score']:g}, {row['share']} of {methods}{left(row)})"
+        for task, row in plateaus.iterrows()
+    )
+    return (
+        f"- **Plateaus at the final point.** On {len(plateaus)} of the {ranked} ranked tasks at least half "
+        f"of the {methods} methods end on one shared score (seed means): {shown}. The methods on a plateau "
+        "share its middle rank, so there the final rank only tells apart the methods that left it, and "
+        "one seed's escape from a floor moves a method's rank on the whole task. The final mean ranks "
+        f"are decided by the other {ranked - len(plateaus)} tasks and by who left these plateaus; the "
+        "overall ranks also count the points where the methods were still learning."
     )
