@@ -33,14 +33,22 @@ from common import measure_iterations, run_child  # noqa: E402
 
 from metapb2_core.budgets import get_budget  # noqa: E402
 from metapb2_core.portfolio import CANDIDATE_INTERVALS  # noqa: E402
+from metapb2_core.xla_setup import host_cpu  # noqa: E402
+
+MACHINE_KEYS = ("cpu", "avx512", "cores")
 
 
-def measured_runs(root: Path) -> dict[str, dict]:
-    """Per role of the committed records: runs, median wall seconds per run and per interval."""
+def same_machine(recorded: dict | None, machine: dict) -> bool:
+    return recorded is not None and all(recorded.get(k) == machine[k] for k in MACHINE_KEYS)
+
+
+def measured_runs(root: Path, machine: dict | None = None) -> dict[str, dict]:
+    """Per role of the committed records (those run on ``machine`` when given): runs, median wall
+    seconds per run and per interval."""
     by_role: dict[str, list[dict]] = {}
     for path in sorted((root / "runs").glob("*.json")):
         meta = json.loads(path.read_text())
-        if meta.get("status") == "passed":
+        if meta.get("status") == "passed" and (machine is None or same_machine(meta.get("machine"), machine)):
             by_role.setdefault(meta["role"], []).append(meta)
     out = {}
     for role, metas in by_role.items():
@@ -94,7 +102,15 @@ def main() -> None:
     import yaml
 
     study = yaml.safe_load((args.root / "study.yaml").read_text())
-    runs = measured_runs(args.root)
+    # seconds compare only within one machine: scale the records of the machine this run measures
+    # its paper/short ratio on, when the study has any
+    here = host_cpu()
+    runs = measured_runs(args.root, here)
+    if runs:
+        print(f"records of this machine only: {here['cpu']}, AVX-512 {here['avx512']}, {here['cores']} cores")
+    else:
+        runs = measured_runs(args.root)
+        print(f"no record ran on this machine ({here['cpu']}): wall times of all machines, ratio of this")
     if not runs:
         raise SystemExit(f"{args.root}: no passed run records to measure")
     per_interval = statistics.median(r["median_wall_s_per_interval"] for r in runs.values())
@@ -138,6 +154,7 @@ def main() -> None:
     )
     result = {
         "study": study["name"],
+        "this_machine": here,
         "measured": runs,
         "short_wall_s_per_population_interval": per_interval,
         "one_core_iterations": iters,
