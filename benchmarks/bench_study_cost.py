@@ -33,22 +33,16 @@ from common import measure_iterations, run_child  # noqa: E402
 
 from metapb2_core.budgets import get_budget  # noqa: E402
 from metapb2_core.portfolio import CANDIDATE_INTERVALS  # noqa: E402
-from metapb2_core.xla_setup import host_cpu  # noqa: E402
-
-MACHINE_KEYS = ("cpu", "avx512", "cores")
+from metapb2_core.xla_setup import host_cpu, machine_label  # noqa: E402
 
 
-def same_machine(recorded: dict | None, machine: dict) -> bool:
-    return recorded is not None and all(recorded.get(k) == machine[k] for k in MACHINE_KEYS)
-
-
-def measured_runs(root: Path, machine: dict | None = None) -> dict[str, dict]:
-    """Per role of the committed records (those run on ``machine`` when given): runs, median wall
-    seconds per run and per interval."""
+def measured_runs(root: Path, machine: str | None = None) -> dict[str, dict]:
+    """Per role of the committed records (those whose ``machine_label`` is ``machine`` when given):
+    runs, median wall seconds per run and per interval."""
     by_role: dict[str, list[dict]] = {}
     for path in sorted((root / "runs").glob("*.json")):
         meta = json.loads(path.read_text())
-        if meta.get("status") == "passed" and (machine is None or same_machine(meta.get("machine"), machine)):
+        if meta.get("status") == "passed" and machine in (None, machine_label(meta.get("machine"))):
             by_role.setdefault(meta["role"], []).append(meta)
     out = {}
     for role, metas in by_role.items():
@@ -104,13 +98,14 @@ def main() -> None:
     study = yaml.safe_load((args.root / "study.yaml").read_text())
     # seconds compare only within one machine: scale the records of the machine this run measures
     # its paper/short ratio on, when the study has any
-    here = host_cpu()
+    cpu = host_cpu()
+    here = machine_label({**cpu, "backend": "cpu"})  # the iterations below run on the CPU
     runs = measured_runs(args.root, here)
     if runs:
-        print(f"records of this machine only: {here['cpu']}, AVX-512 {here['avx512']}, {here['cores']} cores")
+        print(f"records of this machine only: {here}")
     else:
         runs = measured_runs(args.root)
-        print(f"no record ran on this machine ({here['cpu']}): wall times of all machines, ratio of this")
+        print(f"no record ran on this machine ({here}): wall times of all machines, ratio of this one")
     if not runs:
         raise SystemExit(f"{args.root}: no passed run records to measure")
     per_interval = statistics.median(r["median_wall_s_per_interval"] for r in runs.values())
@@ -154,7 +149,7 @@ def main() -> None:
     )
     result = {
         "study": study["name"],
-        "this_machine": here,
+        "this_machine": cpu,
         "measured": runs,
         "short_wall_s_per_population_interval": per_interval,
         "one_core_iterations": iters,

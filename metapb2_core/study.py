@@ -33,6 +33,7 @@ from metapb2_core.store import (
     usage_edges,
 )
 from metapb2_core.study_spec import StudySpec
+from metapb2_core.xla_setup import machine_label
 
 META_METHOD = "pb2"  # the paper's meta-data are PB2 runs
 META_TAG = "meta"
@@ -282,15 +283,7 @@ def run_machines(catalog: Catalog, run_ids: Sequence[str]) -> pd.DataFrame:
     sql = f"SELECT run_id, method, meta_json FROM runs WHERE run_id IN ({marks})"
     rows = catalog.query(sql, list(run_ids))
 
-    def label(meta_json: str) -> str:
-        m = json.loads(meta_json).get("machine")
-        if not m:
-            return "not recorded"
-        extra = ", AVX-512" if m.get("avx512") else ""
-        backend = "" if m.get("backend") == "cpu" else f", {m.get('backend')}"
-        return f"{m['cpu']}{extra}, {m['cores']} cores{backend}"
-
-    rows["machine"] = rows.pop("meta_json").map(label)
+    rows["machine"] = rows.pop("meta_json").map(lambda meta: machine_label(json.loads(meta).get("machine")))
     return rows.sort_values("run_id").reset_index(drop=True)
 
 

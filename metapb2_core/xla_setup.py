@@ -52,6 +52,16 @@ def host_cpu() -> dict[str, object]:
     return {"cpu": _cpu_model() or platform.machine(), "avx512": _has_avx512(), "cores": cores}
 
 
+def machine_label(machine: dict | None) -> str:
+    """A record's machine (``host_cpu`` plus the JAX backend) in words, the same for every run on
+    one kind of machine: "AMD EPYC, AVX-512, 2 cores"; "not recorded" for records older than the field."""
+    if not machine:
+        return "not recorded"
+    extra = ", AVX-512" if machine.get("avx512") else ""
+    backend = "" if machine.get("backend") == "cpu" else f", {machine.get('backend')}"
+    return f"{machine['cpu']}{extra}, {machine['cores']} cores{backend}"
+
+
 def _has_avx512() -> bool:
     return " avx512f " in f" {_cpu_description().replace(chr(10), ' ')} "
 
