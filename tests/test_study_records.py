@@ -139,9 +139,7 @@ COMMITTED_STUDY = Path(__file__).resolve().parents[1] / "results" / "classic-sho
 @pytest.mark.skipif(not (COMMITTED_STUDY / "REPORT.md").exists(), reason="no committed REPORT.md yet")
 def test_the_committed_report_is_what_its_records_give(tmp_path):
     from metapb2_core.evaluation.paper import CLASSIC
-    from metapb2_core.evaluation.reproduction import counted_once_md, per_seed_md, side_by_side
-    from metapb2_core.evaluation.task_findings import task_findings_md
-    from metapb2_core.quirks import Quirks
+    from metapb2_core.evaluation.reproduction import counted_once_md, findings_md, per_seed_md, side_by_side
     from metapb2_core.study_report import study_evaluation
     from metapb2_core.study_spec import declared_study
 
@@ -163,7 +161,7 @@ def test_the_committed_report_is_what_its_records_give(tmp_path):
     assert "the 20 ranked tasks as 16" in once and once in report
     alone = "\n".join(per_seed_md(ev, CLASSIC))
     assert alone in report and "## Each seed ranked alone" in alone
-    findings = task_findings_md(ev.values, matrix, Quirks.from_flag(declared_study(COMMITTED_STUDY).faithful))
+    findings = findings_md(ev, declared_study(COMMITTED_STUDY), matrix)
     assert all(line in report for line in findings)
     assert any("**Plateaus at the final point.** On 10 of the 20 ranked tasks" in line for line in findings)
 

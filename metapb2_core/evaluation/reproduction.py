@@ -340,6 +340,13 @@ def per_seed_md(ev: Evaluation, paper: PaperResult) -> list[str]:
     return lines + [""]
 
 
+def findings_md(ev: Evaluation, spec: StudySpec, matrix: pd.DataFrame | None) -> list[str]:
+    """The bullets of *What the data says about the tasks*, in the study's mode."""
+    return task_findings_md(ev.values, matrix, Quirks.from_flag(spec.faithful)) or [
+        "Nothing: every ranked task separates the methods, and no two tasks are the same task."
+    ]
+
+
 def counted_once_md(ev: Evaluation, paper: PaperResult, matrix: pd.DataFrame | None) -> list[str]:
     """A second view of the mean ranks where each group of tasks the portfolio matrix cannot tell
     apart (``identical_columns``) weighs as one task; empty when there is no such group."""
@@ -439,10 +446,7 @@ def reproduction_markdown(
         "",
         "## What the data says about the tasks",
         "",
-        *(
-            task_findings_md(ev.values, matrix, Quirks.from_flag(spec.faithful))
-            or ["Nothing: every ranked task separates the methods, and no two tasks are the same task."]
-        ),
+        *findings_md(ev, spec, matrix),
         "",
         "## Tests",
         "",

@@ -19,8 +19,12 @@ def tied_tasks(values: pd.DataFrame) -> pd.Series:
         return pd.Series(dtype=float)
     same = values.nunique(axis=1) == 1
     tied = same.groupby(level="task").all()
-    last = values.groupby(level="task").tail(1).droplevel("point").iloc[:, 0]
-    return last[tied[tied].index].sort_index()
+    return _last_point(values).iloc[:, 0][tied[tied].index].sort_index()
+
+
+def _last_point(values: pd.DataFrame) -> pd.DataFrame:
+    """Each task's row at its last point (task × method)."""
+    return values.groupby(level="task").tail(1).droplevel("point")
 
 
 def final_plateaus(values: pd.DataFrame) -> pd.DataFrame:
@@ -30,9 +34,8 @@ def final_plateaus(values: pd.DataFrame) -> pd.DataFrame:
     columns = ["score", "share", "above", "below"]
     if values.empty:
         return pd.DataFrame(columns=columns)
-    last = values.groupby(level="task").tail(1).droplevel("point")
     rows = {}
-    for task, scores in last.drop(index=tied_tasks(values).index).iterrows():
+    for task, scores in _last_point(values).drop(index=tied_tasks(values).index).iterrows():
         counts = scores.value_counts()
         if counts.iloc[0] * 2 < len(scores):
             continue
