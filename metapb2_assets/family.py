@@ -17,7 +17,7 @@ from metapb2_core.budgets import get_budget
 from metapb2_core.methods import get_method
 from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import exploits_per_round
-from metapb2_core.run import RunRequest
+from metapb2_core.run import RunRequest, method_code_version
 from metapb2_core.space import SEARCH_SPACE
 from metapb2_core.store import Replace, lineage_rows
 from metapb2_core.store.staleness import settings_version
@@ -177,7 +177,7 @@ def study_assets(spec: StudySpec) -> list:
 
     @dg.asset(
         key=key("meta_runs"),
-        code_version=runs.method_code_version(study.META_METHOD),
+        code_version=method_code_version(study.META_METHOD),
         **common,
         check_specs=runs.check_specs(key("meta_runs"), parts),
         description="PB2 runs whose transitions become the meta-data of other tasks (leave-one-task-out)",
@@ -195,9 +195,7 @@ def study_assets(spec: StudySpec) -> list:
             tag=study.META_TAG,
         )
         paths = store.paths()
-        version = settings_version(
-            runs.method_code_version(study.META_METHOD), config.budget, config.faithful
-        )
+        version = settings_version(method_code_version(study.META_METHOD), config.budget, config.faithful)
         after = lambda record: study.write_meta_data(record, paths, config.faithful)  # noqa: E731
         yield from runs.materialise_run(context, req, "meta", ray, paths, version, after)
 
@@ -214,7 +212,7 @@ def _evaluation_asset(spec: StudySpec, method: str, key, common: dict, run_confi
         deps.append(dg.AssetDep(meta_runs, partition_mapping=SAME_SEED_EVERY_TASK))
     if "portfolio" in requires:
         deps.append(dg.AssetDep(portfolio, partition_mapping=BY_SEED))
-    version = runs.method_code_version(method)
+    version = method_code_version(method)
     name = f"evaluation_{method}"
 
     @dg.asset(

@@ -3,7 +3,6 @@ on Ray, recording into the catalog, metadata and check results."""
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import warnings
@@ -15,12 +14,10 @@ from pydantic import Field
 
 from metapb2_assets.metadata import curve_markdown, number, seconds
 from metapb2_assets.resources import RayResource
-from metapb2_core import __version__, population
 from metapb2_core.checks import CHECKS
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.evaluation.fallbacks import describe as describe_fallbacks
-from metapb2_core.methods import get_method
-from metapb2_core.ppo import trainer
+from metapb2_core.provenance import code_digest
 from metapb2_core.run import RunRequest, check_run, execute_run, save_run
 from metapb2_core.store import Lineage, RunRecord
 from metapb2_core.study import StudyPaths, publish_run, record_run
@@ -65,16 +62,10 @@ def task_and_seed(context: dg.AssetExecutionContext) -> tuple[str, int]:
 
 
 def code_version(*objs: object) -> str:
-    """The package version and a hash of the source of what computes an asset: editing a method's
-    module makes its evaluations stale (the re-run schedule picks them up)."""
-    digest = hashlib.sha1(__version__.encode())
-    for obj in objs:
-        digest.update(inspect.getsource(inspect.getmodule(obj)).encode())
-    return f"{__version__}-{digest.hexdigest()[:10]}"
-
-
-def method_code_version(method: str) -> str:
-    return code_version(get_method(method), population, trainer)
+    """The digest of the source that computes an asset (``provenance.code_digest``: the modules of
+    ``objs`` and everything they import): editing any of it makes the asset's partitions stale
+    (the re-run schedule picks them up)."""
+    return code_digest(*(inspect.getmodule(obj).__name__ for obj in objs))
 
 
 def lineage(context: dg.AssetExecutionContext, version: str, inputs: tuple[str, ...] = ()) -> Lineage:

@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metapb2_core import __version__
 from metapb2_core.budgets import Budget
 from metapb2_core.checks import run_checks, verdict
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.method_inputs import method_inputs
 from metapb2_core.methods import Method, get_method
+from metapb2_core.provenance import provenance, run_code_digest
 from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import Perturbation, perturbation_round
 from metapb2_core.space import Config, SearchSpace
@@ -195,7 +195,8 @@ class AskTellPopulation:
             "final_configs": self.ask(),
             "meta_tasks": {t.name: t.run_ids for t in getattr(self.method, "meta_tasks", [])},
             "portfolio": getattr(self.method, "entries", None),
-            "code_version": __version__,
+            "code_version": (version := run_code_digest(type(self.method).__module__)),
+            "provenance": provenance(version),
             **(extra or {}),
         }
         record = RunRecord(run_id, points, perturbations, meta)

@@ -21,7 +21,6 @@ from typing import Any
 import jax
 import pandas as pd
 
-from metapb2_core import __version__
 from metapb2_core.ask_tell import build_method, check_seed
 from metapb2_core.budgets import Budget, get_budget
 from metapb2_core.checks import CheckOutcome, run_checks, verdict
@@ -30,6 +29,7 @@ from metapb2_core.method_inputs import method_inputs
 from metapb2_core.methods import Method, get_method
 from metapb2_core.population import ProgressFn, run_population
 from metapb2_core.ppo.trainer import check_tunable
+from metapb2_core.provenance import portable_source, provenance, run_code_digest
 from metapb2_core.quirks import Quirks
 from metapb2_core.space import SEARCH_SPACE, SearchSpace
 from metapb2_core.store import (
@@ -113,8 +113,18 @@ class ResolvedRun:
             **self.variant,
         }
 
+    @property
+    def code_version(self) -> str:
+        return method_code_version(self.request.method)
+
     def build_method(self) -> Method:
         return build_method(self.request.method, self.space, self.request.seed, self.quirks, self.inputs)
+
+
+def method_code_version(method: str) -> str:
+    """The digest of the code a run of ``method`` executes (``provenance.run_code_digest``): what
+    staleness compares, so a record made by other code is not current."""
+    return run_code_digest(get_method(method).__module__)
 
 
 def meta_digest(tables: dict[str, pd.DataFrame]) -> str:
@@ -183,11 +193,12 @@ def execute_run(
         "train_env_steps": result.train_env_steps,
         "env_steps_per_second": result.train_env_steps / result.wall_seconds,
         "final_configs": result.final_configs,
-        "meta_source": req.meta,
+        "meta_source": portable_source(req.meta),
         "meta_tasks": {t: sorted(set(df["run_id"])) for t, df in meta_tables.items()},
-        "portfolio_source": req.portfolio,
+        "portfolio_source": portable_source(req.portfolio),
         "portfolio": run.inputs.get("portfolio"),
-        "code_version": __version__,
+        "code_version": run.code_version,
+        "provenance": provenance(run.code_version),
         "jax_version": jax.__version__,
         # a study that spans machines compares run times only within one of them
         "machine": {**host_cpu(), "backend": jax.default_backend()},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from metapb2_core.code_equivalence import equivalent
 from metapb2_core.store.catalog import Catalog
 
 SETTINGS_MARK = "@"
@@ -13,6 +14,14 @@ def settings_version(code_version: str, budget: str, faithful: bool) -> str:
     """The version a lineage row records: the code's, then the budget and quirk mode it ran with,
     so a partition made at another budget or mode is not current for a study of this one."""
     return f"{code_version}{SETTINGS_MARK}{budget}" + ("-faithful" if faithful else "")
+
+
+def current(recorded: str, version: str) -> bool:
+    """Whether a lineage row's version is ``version``: the same settings, and code that is the
+    same or certified to compute the same records (``code_equivalence``)."""
+    code, mark, settings = recorded.partition(SETTINGS_MARK)
+    want_code, want_mark, want_settings = version.partition(SETTINGS_MARK)
+    return (mark, settings) == (want_mark, want_settings) and code in equivalent(want_code)
 
 
 def partition_seed(partition: str) -> str | None:
@@ -38,7 +47,7 @@ def stale_partitions(
     if code_only:
         versions = versions.str.split(SETTINGS_MARK).str[0]
         code_version = code_version.split(SETTINGS_MARK)[0]
-    stale = versions != code_version
+    stale = ~versions.map(lambda v: current(v, code_version)).astype(bool)
     if input_keys:
         marks = ", ".join("?" for _ in input_keys)
         inputs = catalog.query(
