@@ -14,6 +14,8 @@ import dagster as dg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from metapb2_core.evaluation.tables import MEAN_ROW  # noqa: E402
+
 DPI = 120
 MINUS = "\N{MINUS SIGN}"
 
@@ -100,12 +102,26 @@ def _table(rows: list[dict], columns: list[str]) -> dg.TableMetadataValue:
     return dg.MetadataValue.table([dg.TableRecord({c: r[c] for c in columns}) for r in rows], schema)
 
 
-def final_return_table(final: pd.DataFrame) -> dg.TableMetadataValue:
+def frame_table(df: pd.DataFrame, index: str | None = None) -> dg.TableMetadataValue:
+    """Any table of the core (cells as text) as inline table metadata, its index as the first column."""
+    name = index or df.index.name or "row"
+    rows = [{name: str(i), **{c: _cell(v) for c, v in r.items()}} for i, r in df.iterrows()]
+    return _table(rows, [name, *map(str, df.columns)])
+
+
+def _cell(v: object) -> str:
+    if isinstance(v, float):
+        return "—" if pd.isna(v) else number(v, 2)
+    return str(v)
+
+
+def final_return_table(final: pd.DataFrame, normalised: pd.Series | None = None) -> dg.TableMetadataValue:
     """Tasks × methods of final return (mean ± SE over seeds, from ``tables.final_table``), the
-    best of each row starred; the ``mean`` row averages over tasks."""
+    best of each row starred; raw returns are not averaged across tasks (their scales differ), so
+    the last row is each method's mean normalised final score (``normalised``) instead."""
     methods = list(dict.fromkeys(final["method"]))
     rows = []
-    for task, group in final.groupby("task", sort=False):
+    for task, group in final[final["task"] != MEAN_ROW].groupby("task", sort=False):
         row = {"task": task}
         for r in group.set_index("method").reindex(methods).reset_index().itertuples():
             if pd.isna(r.mean):
@@ -114,6 +130,8 @@ def final_return_table(final: pd.DataFrame) -> dg.TableMetadataValue:
             text = number(r.mean) + (f" ± {number(r.sem)}" if pd.notna(r.sem) else "")
             row[r.method] = (WINNER + text) if r.bold else text
         rows.append(row)
+    if normalised is not None:
+        rows.append({"task": "mean normalised score", **{m: number(normalised.get(m), 2) for m in methods}})
     return _table(rows, ["task", *methods])
 
 

@@ -8,14 +8,16 @@ import pandas as pd
 from pydantic import Field
 
 from metapb2_assets import runs
-from metapb2_assets.metadata import final_return_table, rank_summary_table, ranks_markdown
+from metapb2_assets.metadata import final_return_table, frame_table, rank_summary_table, ranks_markdown
 from metapb2_assets.resources import StudyStore
 from metapb2_assets.runs import with_defaults
 from metapb2_assets.stages import tag_this_run
 from metapb2_core import study
+from metapb2_core.budgets import get_budget
 from metapb2_core.evaluation import IncompleteGridWarning, evaluate
+from metapb2_core.evaluation.inference_tables import headline, mean_ranks_table, tests_table
 from metapb2_core.evaluation.report import format_report, write_report
-from metapb2_core.evaluation.reproduction import ranked_points, ranked_seeds, study_ranking
+from metapb2_core.evaluation.study_ranking import rank_study, ranked_points, ranked_seeds
 from metapb2_core.store import Replace, lineage_rows
 from metapb2_core.store.staleness import settings_version
 from metapb2_core.study_spec import StudySpec
@@ -74,14 +76,6 @@ def completeness(spec: StudySpec, points: pd.DataFrame, failed: pd.DataFrame, ra
     return text
 
 
-def friedman_text(cmp, notes: list[str]) -> str:
-    if cmp is None:
-        why = [n for n in notes if "Friedman" in n]
-        return f"not computed: {why[0]}" if why else "not computed"
-    f = cmp.friedman
-    return f"p = {f.p_value:.3g} (χ² = {f.statistic:.2f}, {f.n_blocks} blocks × {f.n_methods} methods)"
-
-
 def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
     family = spec.family
     config_type = with_defaults(RanksConfig, f"the study {spec.name!r} uses", budget=spec.budget)
@@ -108,10 +102,10 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IncompleteGridWarning)  # reported in the metadata below
-            if spec.declared:  # a seed midway beside complete ones is left out, as in REPORT.md
-                ev, _ = study_ranking(points, spec, failed, found.perturbations, alpha=config.alpha)
-            else:
-                ev = evaluate(points, alpha=config.alpha, failed=failed, perturbations=found.perturbations)
+            # the one ranking of a study: REPORT.md, the CLI and this asset state the same tests
+            declared = spec if spec.declared else None
+            rs = rank_study(points, declared, failed, found.perturbations, config.alpha)
+        ev = rs.evaluation
         ranked = ranked_points(ev, points)
         out = paths.root / "reports" / family
         written = write_report(ev, ranked, out)
@@ -121,22 +115,21 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
         catalog.write(
             [Replace("ranks", {"family": family, "budget": config.budget}, rows), lineage_rows(lin, [])]
         )
-        context.log.info("\n" + format_report(ev))
+        context.log.info("\n" + format_report(rs))
         anytime = ev.ranks.groupby(level="point").mean()
         newest = study.newest_landing(catalog, [e.key.to_user_string() for e in evaluations])
-        cmp = ev.final_test
+        paper_interval = get_budget("paper", family).interval
+        inf = rs.inference
         return dg.MaterializeResult(
             metadata={
                 "study": spec.describe(),
                 "completeness": completeness(spec, points, failed, ranked_seeds(ev)),
-                "final_return": final_return_table(ev.final),
-                "friedman_p": friedman_text(cmp, ev.notes),
-                "critical_difference": (
-                    f"CD = {cmp.cd:.2f} mean ranks at α = {config.alpha:g} (Nemenyi); "
-                    f"groups: {' | '.join(', '.join(g) for g in cmp.groups)}"
-                    if cmp
-                    else "not computed"
-                ),
+                "what_the_data_support": dg.MetadataValue.text(headline(rs, paper_interval)),
+                "tests": frame_table(tests_table(rs, paper_interval)),
+                "mean_ranks_with_intervals": frame_table(mean_ranks_table(rs)),
+                "per_environment_final_rank": frame_table(inf.env_ranks.round(2)),
+                "per_task_verdict": frame_table(inf.per_unit),
+                "final_return": final_return_table(ev.final, inf.mean_ranks["final normalised"]),
                 "runs": dg.MetadataValue.int(int(ranked["run_id"].nunique())),
                 "newest_run_landed": f"{newest:%Y-%m-%d %H:%M:%S} UTC" if newest is not None else "—",
                 "rank_table": rank_summary_table(ev.summary, anytime),

@@ -22,8 +22,9 @@ from metapb2_assets.stages import ONCE, SEED, TASK_AND_SEED, Stage, stage_run_co
 from metapb2_core import study
 from metapb2_core.catalog_rebuild import needs_rebuild, rebuild_catalog
 from metapb2_core.errors import MetaPB2Error
-from metapb2_core.evaluation import IncompleteGridWarning, evaluate
+from metapb2_core.evaluation import IncompleteGridWarning
 from metapb2_core.evaluation.report import format_report
+from metapb2_core.evaluation.study_ranking import rank_study
 from metapb2_core.store.table_files import export_tables
 from metapb2_core.study_spec import StudySpec
 
@@ -230,8 +231,7 @@ class StudyRunner:
         found = study.study_evaluation_runs(self.paths.catalog(), self.spec)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IncompleteGridWarning)
-            ev = evaluate(found.points, failed=found.failed, perturbations=found.perturbations)
-            return format_report(ev)
+            return format_report(rank_study(found.points, self.spec, found.failed, found.perturbations))
 
 
 def _names(phase: list[Step]) -> str:

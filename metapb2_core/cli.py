@@ -101,6 +101,17 @@ def _build_parser() -> argparse.ArgumentParser:
         help="REPORT.md of a reproduction study beside the paper's numbers, from its committed records",
     )
     srep.add_argument("root", type=Path, help="the study root (its study.yaml, runs/ and tables/)")
+    srep.add_argument(
+        "--allow-mixed-code",
+        action="store_true",
+        help="rank evaluation records of more than one commit (the report then says so first)",
+    )
+    srep.add_argument(
+        "--runs",
+        type=Path,
+        default=None,
+        help="rank exactly the run ids of this file (a report's ranked_runs.csv), not every record",
+    )
 
     lst = sub.add_parser("list", help="print registered names, one per line")
     lst.add_argument("what", choices=LISTABLE)
@@ -221,8 +232,9 @@ def _portfolio(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     import warnings
 
-    from metapb2_core.evaluation import IncompleteGridWarning, evaluate, load_runs
+    from metapb2_core.evaluation import IncompleteGridWarning, load_runs
     from metapb2_core.evaluation.report import format_report, write_report
+    from metapb2_core.evaluation.study_ranking import rank_study
 
     if not 0.0 < args.alpha < 1.0:
         raise MetaPB2Error(f"--alpha must lie in (0, 1), got {args.alpha:g}")
@@ -236,16 +248,16 @@ def _report(args: argparse.Namespace) -> None:
         out = args.runs / "report"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteGridWarning)  # the report prints the grid check itself
-        ev = evaluate(points, alpha=args.alpha, failed=runs.failed, perturbations=runs.perturbations)
-    print(format_report(ev))
-    written = write_report(ev, points, out)
+        ranked = rank_study(points, None, runs.failed, runs.perturbations, args.alpha)
+    print(format_report(ranked))
+    written = write_report(ranked.evaluation, points, out)
     print(f"wrote {len(written)} files (plots and tables) into {out}")
 
 
 def _study_report(args: argparse.Namespace) -> None:
     from metapb2_core.study_report import write_study_report
 
-    print(f"wrote {write_study_report(args.root)}")
+    print(f"wrote {write_study_report(args.root, args.allow_mixed_code, args.runs)}")
 
 
 def main(argv: list[str] | None = None) -> int:

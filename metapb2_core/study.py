@@ -274,17 +274,23 @@ def study_evaluation_runs(
     return Runs(keep(found.points), keep(found.failed), found.perturbations)
 
 
+def run_manifests(catalog: Catalog, run_ids: Sequence[str]) -> pd.DataFrame:
+    """The manifests of ``run_ids``: run_id, method, role and the manifest (a dict), by run id."""
+    if not run_ids:
+        return pd.DataFrame(columns=["run_id", "method", "role", "manifest"])
+    marks = ", ".join("?" * len(run_ids))
+    sql = f"SELECT run_id, method, role, meta_json FROM runs WHERE run_id IN ({marks})"
+    rows = catalog.query(sql, list(run_ids))
+    rows["manifest"] = rows.pop("meta_json").map(json.loads)
+    return rows.sort_values("run_id").reset_index(drop=True)
+
+
 def run_machines(catalog: Catalog, run_ids: Sequence[str]) -> pd.DataFrame:
     """The machine each of ``run_ids`` ran on, from its manifest: run_id, method and a label
     ("AMD EPYC, 2 cores"; "not recorded" for records older than the field)."""
-    if not run_ids:
-        return pd.DataFrame(columns=["run_id", "method", "machine"])
-    marks = ", ".join("?" * len(run_ids))
-    sql = f"SELECT run_id, method, meta_json FROM runs WHERE run_id IN ({marks})"
-    rows = catalog.query(sql, list(run_ids))
-
-    rows["machine"] = rows.pop("meta_json").map(lambda meta: machine_label(json.loads(meta).get("machine")))
-    return rows.sort_values("run_id").reset_index(drop=True)
+    rows = run_manifests(catalog, run_ids)[["run_id", "method", "manifest"]]
+    rows["machine"] = rows.pop("manifest").map(lambda meta: machine_label(meta.get("machine")))
+    return rows
 
 
 def unpublished_partitions(catalog: Catalog, asset_key: str) -> set[str]:

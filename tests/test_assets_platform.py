@@ -235,8 +235,9 @@ def test_ranks_metadata_shows_completeness_final_table_and_tests_inline(study):
     n = 3 * len(METHODS)
     assert md["completeness"].value.startswith(f"{n} of {n} planned evaluation runs passed their checks")
     rows = [r.data for r in md["final_return"].value.records]
-    assert [r["task"] for r in rows] == sorted(TASKS) + ["mean"] and set(rows[0]) == {"task", *METHODS}
-    for r in rows:  # one winner starred per row, unless the best mean is tied
+    assert [r["task"] for r in rows] == sorted(TASKS) + ["mean normalised score"]
+    assert set(rows[0]) == {"task", *METHODS}
+    for r in rows[:-1]:  # one winner starred per row, unless the best mean is tied
         starred = [m for m in METHODS if r[m].startswith("★ ")]
         best = max(float(r[m].lstrip("★ ").replace("−", "-").replace(",", "")) for m in METHODS)
         assert len(starred) <= 1 and all(
@@ -244,7 +245,14 @@ def test_ranks_metadata_shows_completeness_final_table_and_tests_inline(study):
         )
     ranked = [r.data for r in md["rank_table"].value.records]
     assert len(ranked) == len(METHODS) and all(len(r["anytime rank (█ = 1st)"]) == POINTS for r in ranked)
-    assert md["friedman_p"].value.startswith("p = ") and md["critical_difference"].value.startswith("CD = ")
+    assert all(0 <= float(rows[-1][m]) <= 1 for m in METHODS)  # normalised, not raw returns averaged
+    tests = [r.data for r in md["tests"].value.records]
+    assert tests[0]["test"].endswith("primary") and tests[0]["n"] == "3"  # 3 tasks, 1 seed
+    assert "as in the paper" in tests[-1]["test"]
+    assert md["what_the_data_support"].value.startswith("At α = 0.05 on 3 independent tasks")
+    assert {r["method"] for r in (x.data for x in md["mean_ranks_with_intervals"].value.records)} == set(
+        METHODS
+    )
     assert md["runs"].value == n and md["newest_run_landed"].value.endswith(" UTC")
     assert md["anytime_rank"].value.startswith("![anytime mean rank](data:image/png;base64,")
 

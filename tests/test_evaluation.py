@@ -369,33 +369,35 @@ def test_duckdb_file_without_run_points_is_a_clear_error(tmp_path):
         load_points(path)
 
 
-def test_run_times_of_several_machine_types_are_tabled_per_machine():
-    """A study that spans machines shows one runtime table per machine type, each with its own
-    ratio to PB2, never one median over both."""
+def test_run_times_of_several_machine_types_are_tabled_per_machine_over_equal_task_sets():
+    """A study that spans machines shows one runtime table per machine type, each over the (task,
+    seed) cells where every method ran on it (so medians and sums compare equal task sets), with
+    its own ratio to PB2, never one median over both."""
     from metapb2_core.evaluation.reproduction import runtime_md
 
     points = make_points(grid(TASKS, ["a", "pb2"], SEEDS, lambda t, m, s: [1.0] * POINTS))
     ev = quiet_evaluate(points)
-    runs = ev.runtimes[["run_id", "method", "seed"]].copy()
+    runs = ev.runtimes[["run_id", "method", "seed", "task"]].copy()
     runs["machine"] = runs["seed"].map(lambda s: "slow box, 2 cores" if s == 0 else "fast box, 2 cores")
-    lines = runtime_md(ev, runs.drop(columns="seed"))
-    text = "\n".join(lines)
-    assert "ran on 2 machine types" in text
-    fast = lines.index("On fast box, 2 cores:")
-    slow = lines.index("On slow box, 2 cores:")
-    # total_run_time is 10 + seed: seed 0 alone on the slow box, seeds 1 and 2 (mean 11.5) on the fast
-    assert "10.0" in lines[slow + 2] and "11.5" not in lines[slow + 2]
-    assert "11.5" in lines[fast + 2] and "10.0" not in lines[fast + 2]
-    one = runtime_md(ev, runs.assign(machine="one box, 2 cores").drop(columns="seed"))
-    assert one[-1] == "Every ranked run ran on one machine type: one box, 2 cores."
-    assert "11.0" in one[0]  # the median over tasks of the seed mean (10, 11, 12)
+    # one cell where only method a ran on the slow box: it is left out of both tables' sums
+    odd = (runs["seed"] == 1) & (runs["task"] == TASKS[0]) & (runs["method"] == "a")
+    runs.loc[odd, "machine"] = "slow box, 2 cores"
+    text = "\n".join(runtime_md(ev, runs.drop(columns=["seed", "task"])))
+    slow = text.split("**slow box, 2 cores**")[1]
+    fast = text.split("**fast box, 2 cores**")[1].split("**slow box")[0]
+    assert f": {len(TASKS)} (task, seed) cells with every method." in slow
+    assert f": {2 * len(TASKS) - 1} (task, seed) cells with every method." in fast
+    # total_run_time is 10 + seed: seed 0 alone on the slow box
+    assert "| a " in slow and "10.0" in slow and "11.0" not in slow
+    assert "sum of s over these cells" in text and "median vs PB2" in text
 
 
 def test_a_study_ranks_its_complete_seeds_alone_while_another_is_midway():
     """Seeds 0 and 1 are complete; seed 2 has only PBT's runs so far, far better than anything.
     Mixed into the seed means they would put PBT first; the report ranks seeds 0 and 1 alone,
     counts seed 2's runs in its coverage and says which seed is left out."""
-    from metapb2_core.evaluation.reproduction import partial_md, ranked_points, study_ranking
+    from metapb2_core.evaluation.reproduction import partial_md
+    from metapb2_core.evaluation.study_ranking import rank_study, ranked_points
     from metapb2_core.study_spec import StudySpec
 
     tasks, methods = ["cart_pole-earth", "acrobot-earth", "pendulum-earth"], ["pb2", "pbt", "random_search"]
@@ -407,11 +409,17 @@ def test_a_study_ranks_its_complete_seeds_alone_while_another_is_midway():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteGridWarning)
         mixed = evaluate(points)
-        ev, cover = study_ranking(points, spec)
+        rs = rank_study(points, spec, reps=200)
+    ev, cover = rs.evaluation, rs.coverage
     assert mixed.summary["final_rank"].idxmin() == "pbt"  # what mixing the seeds would say
     pd.testing.assert_frame_equal(ev.summary, quiet_evaluate(done).summary)
     assert ev.summary["final_rank"].to_dict() == {"pb2": 1.0, "pbt": 2.0, "random_search": 3.0}
+    assert rs.inference.mean_ranks["final rank"].to_dict() == {"pb2": 1.0, "pbt": 2.0, "random_search": 3.0}
     assert cover["passed"].tolist() == [9, 9, 3] and cover["planned"].tolist() == [9, 9, 9]
+    assert (
+        rs.count_line()
+        == "21 of 27 planned evaluation runs passed their checks; 18 ranked (the complete seeds alone)"
+    )
     banner = partial_md(ev, spec, cover)[0]
     assert "21 of 27 planned evaluation runs have passed their checks (0 failed)" in banner
     assert "Not complete yet: seed(s) 2, whose 3 finished runs are left out" in banner
@@ -421,44 +429,18 @@ def test_a_study_ranks_its_complete_seeds_alone_while_another_is_midway():
     # a seed declared but not started yet is named as such, not as "0 finished runs"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteGridWarning)
-        ev, cover = study_ranking(done, spec)
-    banner = partial_md(ev, spec, cover)[0]
+        rs = rank_study(done, spec, reps=200)
+    banner = partial_md(rs.evaluation, spec, rs.coverage)[0]
     assert "Not complete yet: seed(s) 2, with no finished evaluation run yet. Every rank" in banner
 
     # before any seed is complete there is nothing to keep apart: it ranks what there is, and says so
     early = points[~((points["seed"] == 1) | ((points["seed"] == 0) & (points["task"] == "pendulum-earth")))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IncompleteGridWarning)
-        ev, cover = study_ranking(early, spec)
-        pd.testing.assert_frame_equal(ev.summary, evaluate(early).summary)
-    assert cover["passed"].tolist() == [6, 0, 3]
-    assert "do not compare it with the paper's yet" in partial_md(ev, spec, cover)[0]
-
-
-def test_each_seed_ranked_alone_is_its_own_ordering_beside_the_paper():
-    """Seed 0 puts pb2 first and seed 1 pbt: each seed's summary is that of evaluating its runs
-    alone, the report's section shows both and one τ with the paper per seed."""
-    from metapb2_core.evaluation.paper import CLASSIC
-    from metapb2_core.evaluation.reproduction import per_seed_md, per_seed_summary
-
-    methods = ["pb2", "pbt", "random_search"]
-    order = {
-        0: {"pb2": 3.0, "pbt": 2.0, "random_search": 1.0},
-        1: {"pb2": 1.0, "pbt": 3.0, "random_search": 2.0},
-    }
-    points = make_points(grid(TASKS, methods, [0, 1], lambda t, m, s: [order[s][m]] * POINTS))
-    ev = quiet_evaluate(points)
-    alone = per_seed_summary(ev)
-    assert sorted(alone) == [0, 1]
-    for seed in (0, 1):
-        of_seed = quiet_evaluate(points[points["seed"] == seed]).summary
-        pd.testing.assert_frame_equal(alone[seed], of_seed)
-    assert alone[0]["final_rank"].idxmin() == "pb2" and alone[1]["final_rank"].idxmin() == "pbt"
-    text = "\n".join(per_seed_md(ev, CLASSIC))
-    assert "## Each seed ranked alone" in text and "each of the 2 seeds" in text
-    assert "overall, seed 0" in text and "final, seed 1" in text
-    assert len([line for line in text.splitlines() if line.startswith(("| 0 |", "| 1 |"))]) == 2
-    assert per_seed_md(quiet_evaluate(points[points["seed"] == 0]), CLASSIC) == []  # one seed: nothing
+        rs = rank_study(early, spec, reps=200)
+        pd.testing.assert_frame_equal(rs.evaluation.summary, evaluate(early).summary)
+    assert rs.coverage["passed"].tolist() == [6, 0, 3]
+    assert "do not compare it with the paper's yet" in partial_md(rs.evaluation, spec, rs.coverage)[0]
 
 
 def test_the_ranks_asset_says_which_seeds_it_ranks_when_one_is_left_out():

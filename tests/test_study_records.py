@@ -35,7 +35,8 @@ def _clone_files(home: Path, dest: Path) -> Path:
 
 
 def _report(stdout: str) -> str:
-    return stdout.split("\n\n")[0]
+    """The main command's rank report, without the footer (run counts, seconds, paths)."""
+    return stdout.rsplit("\n\n", 1)[0]
 
 
 def test_a_fresh_copy_of_the_records_continues_without_recomputing(demo_study, tmp_path):
@@ -57,7 +58,7 @@ def test_a_fresh_copy_of_the_records_continues_without_recomputing(demo_study, t
     assert "35 materialisations proven by the records reported to the instance" in out.stderr
     assert "0 runs, 35 steps up to date" in out.stdout
     assert _report(out.stdout) == _report(demo_study["first"].stdout)
-    assert "method" in _report(out.stdout)
+    assert "Mean ranks on 3 independent units" in _report(out.stdout)
 
 
 def test_a_rebuild_never_overwrites_a_catalog(demo_study, tmp_path):
@@ -93,10 +94,10 @@ def test_study_report_is_made_from_the_files_and_ranks_as_the_catalog_does(demo_
     the runs wrote, and sets them beside the paper's numbers."""
     from metapb2_core.cli import main
     from metapb2_core.evaluation import evaluate
-    from metapb2_core.evaluation.paper import CLASSIC
-    from metapb2_core.evaluation.reproduction import coverage, side_by_side
+    from metapb2_core.evaluation.inference_tables import headline
+    from metapb2_core.evaluation.study_ranking import coverage
     from metapb2_core.study import study_evaluation_runs
-    from metapb2_core.study_report import study_evaluation
+    from metapb2_core.study_report import RANKED_RUNS, study_evaluation
     from metapb2_core.study_spec import declared_study
 
     home = demo_study["home"]
@@ -106,18 +107,22 @@ def test_study_report_is_made_from_the_files_and_ranks_as_the_catalog_does(demo_
     spec = declared_study(home)
     found = study_evaluation_runs(StudyPaths(home, home / "metapb2.duckdb").catalog(), spec)
     original = evaluate(found.points, failed=found.failed, perturbations=found.perturbations)
-    rebuilt, _, machines, *_ = study_evaluation(clone)
+    again = study_evaluation(clone)
+    rebuilt, machines = again.evaluation, again.machines
     pd.testing.assert_frame_equal(rebuilt.summary, original.summary)
     cpu = host_cpu()
     here = f"{cpu['cpu']}{', AVX-512' if cpu['avx512'] else ''}, {cpu['cores']} cores"
     assert len(machines) == 24 and set(machines["machine"]) == {here}  # the demo ran on this machine
-    assert f"Every ranked run ran on one machine type: {here}." in report
-    assert side_by_side(original, CLASSIC).to_markdown(floatfmt=".2f") in report
+    assert f"**{here}**: 3 (task, seed) cells with every method." in report
+    assert headline(again.ranked, 40_000) in report
+    listed = pd.read_csv(clone / "report" / RANKED_RUNS)
+    assert sorted(listed["run_id"]) == sorted(set(found.points["run_id"]))
     for text in (
+        "## What the data support",
         "Kendall τ",
         "Spearman ρ",
         "holds here",
-        "CD = ",
+        "Friedman + Nemenyi at 4,000 steps (point 5), primary",
         "complete (every task × method passed",
         "## What differs from the paper by design",
         "- **Budget.** 4,000 steps per member, 0.7% of the paper's 600,000: our last point lies at the "
@@ -129,7 +134,7 @@ def test_study_report_is_made_from_the_files_and_ranks_as_the_catalog_does(demo_
     assert "Partial result" not in report
     assert coverage(rebuilt, spec).loc[0].tolist() == [24, 24, 0, 3]  # planned, passed, failed, tasks
     assert coverage(rebuilt, spec).to_markdown() in report
-    for figure in ("anytime_rank.png", "runtime.png"):
+    for figure in ("anytime_rank.png", "runtime.png", "rank_intervals.png", "performance_profile.png"):
         assert (clone / "report" / figure).stat().st_size > 10_000
 
 
@@ -138,32 +143,40 @@ COMMITTED_STUDY = Path(__file__).resolve().parents[1] / "results" / "classic-sho
 
 @pytest.mark.skipif(not (COMMITTED_STUDY / "REPORT.md").exists(), reason="no committed REPORT.md yet")
 def test_the_committed_report_is_what_its_records_give(tmp_path):
+    """REPORT.md ranks exactly the records its ranked_runs.csv names (their points files' SHA-256
+    included), and every section is what those records give: the headline, the tests on
+    independent units beside the paper's, the mean ranks with intervals, the paper side by side,
+    each seed alone and the findings. Records committed after it (a study midway) are not in it."""
+    from metapb2_core.evaluation.inference_tables import headline, mean_ranks_table, tests_table
     from metapb2_core.evaluation.paper import CLASSIC
-    from metapb2_core.evaluation.reproduction import counted_once_md, findings_md, per_seed_md, side_by_side
-    from metapb2_core.study_report import study_evaluation
+    from metapb2_core.evaluation.reproduction import findings_md, per_seed_md, side_by_side
+    from metapb2_core.study_report import RANKED_RUNS, read_ranked_runs, study_evaluation
     from metapb2_core.study_spec import declared_study
 
-    found = study_evaluation(COMMITTED_STUDY)
-    ev, matrix = found.evaluation, found.matrix
-    table = side_by_side(ev, CLASSIC).to_markdown(floatfmt=".2f")
+    listed = pd.read_csv(COMMITTED_STUDY / "report" / RANKED_RUNS)
+    for row in listed.itertuples():
+        manifest = json.loads((COMMITTED_STUDY / "runs" / f"{row.run_id}.json").read_text())
+        assert manifest["record_files"]["points"]["sha256"] == row.points_sha256, row.run_id
+    found = study_evaluation(COMMITTED_STUDY, read_ranked_runs(COMMITTED_STUDY / "report" / RANKED_RUNS))
+    rs, spec = found.ranked, declared_study(COMMITTED_STUDY)
     report = (COMMITTED_STUDY / "REPORT.md").read_text()
-    assert table in report, (
-        "REPORT.md is not what the committed records give (records committed after it was written?): "
-        "run `metapb2 study-report results/classic-short` and commit it with them"
+    assert headline(rs, 40_000) in report, (
+        "REPORT.md is not what its listed records give: run `metapb2 study-report results/classic-short"
+        " --allow-mixed-code` and commit it with them"
     )
+    assert report.split("## What the data support")[0].count("> **") <= 2  # partial and mixed-code banners
+    assert tests_table(rs, 40_000).to_markdown(disable_numparse=True) in report
+    assert mean_ranks_table(rs).to_markdown(disable_numparse=True) in report
+    assert side_by_side(rs, CLASSIC, 120_000, 600_000).to_markdown(disable_numparse=True) in report
     assert found.coverage.to_markdown() in report
-    assert found.coverage.index.tolist() == list(declared_study(COMMITTED_STUDY).seeds)
-    # a seed midway is left out of the ranks, so every ranked seed is complete
-    ranked = found.coverage.loc[sorted(ev.scores["seed"].astype(int).unique())]
-    assert (ranked["passed"] == ranked["planned"]).all(), found.coverage
-    # the faithful Pendulum makes its five contexts one task: the second view counts them once
-    once = "\n".join(counted_once_md(ev, CLASSIC, matrix))
-    assert "the 20 ranked tasks as 16" in once and once in report
-    alone = "\n".join(per_seed_md(ev, CLASSIC))
+    assert found.coverage.index.tolist() == list(spec.seeds)
+    ranked = found.coverage.loc[sorted(rs.evaluation.scores["seed"].astype(int).unique())]
+    assert (ranked["passed"] == ranked["planned"]).all(), found.coverage  # a seed midway is left out
+    assert rs.inference.units.n == 16  # the faithful Pendulum's five contexts count once
+    alone = "\n".join(per_seed_md(rs, CLASSIC))
     assert alone in report and "## Each seed ranked alone" in alone
-    findings = findings_md(ev, declared_study(COMMITTED_STUDY), matrix)
+    findings = findings_md(rs.evaluation, spec, found.matrix)
     assert all(line in report for line in findings)
-    assert any("**Plateaus at the final point.** On 10 of the 20 ranked tasks" in line for line in findings)
 
 
 def test_a_report_midway_through_a_seed_says_it_is_partial_above_everything(demo_study, tmp_path):
@@ -171,7 +184,7 @@ def test_a_report_midway_through_a_seed_says_it_is_partial_above_everything(demo
     the grid check alone sees only the tasks with runs, so the report says first how much of the
     plan it ranks, and ranks the one task where every method has a run."""
     from metapb2_core.cli import main
-    from metapb2_core.evaluation.reproduction import coverage
+    from metapb2_core.evaluation.study_ranking import coverage
     from metapb2_core.study_report import study_evaluation
     from metapb2_core.study_spec import declared_study
 
@@ -189,7 +202,7 @@ def test_a_report_midway_through_a_seed_says_it_is_partial_above_everything(demo
         "> **Partial result.** 15 of 24 planned evaluation runs have passed their checks (0 failed). "
         "Every rank, test and score below is over the 1 of 3 tasks where all 8 methods have a run"
     ) in head
-    ev, *_ = study_evaluation(clone)
+    ev = study_evaluation(clone).evaluation
     assert coverage(ev, declared_study(clone)).loc[0].tolist() == [24, 15, 0, 1]
     assert set(ev.values.index.get_level_values("task")) == {"cart_pole-earth"}
 

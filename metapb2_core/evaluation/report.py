@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 
+from metapb2_core.budgets import get_budget
+from metapb2_core.envs import TASKS, get_task
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.evaluation.evaluate import Evaluation
+from metapb2_core.evaluation.inference_tables import headline, mean_ranks_table, tests_table
 from metapb2_core.evaluation.plots_anytime import plot_anytime_normalised, plot_anytime_rank
 from metapb2_core.evaluation.plots_cd import plot_cd_diagram
 from metapb2_core.evaluation.plots_runs import plot_learning_curve, plot_runtime, plot_schedules
-from metapb2_core.evaluation.stats import Comparison
+from metapb2_core.evaluation.study_ranking import RankedStudy
 from metapb2_core.evaluation.tables import final_table_latex, final_table_wide
 
 
@@ -51,8 +55,10 @@ def write_report(ev: Evaluation, points: pd.DataFrame, out: str | Path) -> list[
     return written
 
 
-def format_report(ev: Evaluation) -> str:
-    """Rank table, tests, per-task final scores and the grid check, as plain text."""
+def format_report(rs: RankedStudy) -> str:
+    """What the data support, the tests on independent units beside the paper's, the mean ranks
+    with intervals, the paper's rank table, per-task final scores and the grid check, as text."""
+    ev = rs.evaluation
     summary = ev.summary.rename(
         columns={
             "final_rank": f"final rank (point {ev.final_point})",
@@ -62,13 +68,22 @@ def format_report(ev: Evaluation) -> str:
         }
     )
     n_tasks = ev.values.xs(ev.final_point, level="point").shape[0]
+    paper_interval = get_budget("paper", _family(ev)).interval
     parts = [
-        f"Mean rank over {n_tasks} tasks (1 = best), ordered by overall (anytime) rank:",
-        summary.to_string(float_format=lambda x: f"{x:.2f}"),
+        rs.count_line(),
         "",
-        _test_line("over tasks at the final point", ev.final_test),
-        _test_line("over all (task, point) blocks", ev.anytime_test),
+        textwrap.fill(headline(rs, paper_interval), width=110),
+        "",
+        "Tests (the first on independent units is the primary one):",
+        tests_table(rs, paper_interval).to_string(),
+        "",
+        f"Mean ranks on {rs.inference.units.n} independent units, with 95 % bootstrap intervals:",
+        mean_ranks_table(rs).to_string(),
+        "",
+        f"Mean rank over all {n_tasks} tasks (1 = best), as the paper counts, ordered by overall rank:",
+        summary.to_string(float_format=lambda x: f"{x:.2f}"),
         *ev.notes,
+        *rs.inference.notes,
         "",
         "Final scores (best member's evaluation return, mean ± SE over seeds; * = best):",
         final_table_wide(ev.final).to_string(),
@@ -78,6 +93,11 @@ def format_report(ev: Evaluation) -> str:
         ev.grid.summary(),
     ]
     return "\n".join(line for line in parts if line is not None)
+
+
+def _family(ev: Evaluation) -> str:
+    known = [t for t in ev.tasks if t in TASKS]
+    return get_task(known[0]).family if known else "classic"
 
 
 def _fallback_lines(ev: Evaluation) -> str:
@@ -90,18 +110,6 @@ def _fallback_lines(ev: Evaluation) -> str:
             + (f"; {r.reasons}" if r.fallbacks else "")
         )
     return "\n".join(lines)
-
-
-def _test_line(what: str, cmp: Comparison | None) -> str | None:
-    if cmp is None:
-        return None
-    f = cmp.friedman
-    groups = "; ".join("{" + ", ".join(g) + "}" for g in cmp.groups) or "none"
-    return (
-        f"Friedman {what}: chi2 = {f.statistic:.2f}, p = {f.p_value:.3g} (N = {f.n_blocks}, "
-        f"k = {f.n_methods}); Nemenyi CD = {cmp.cd:.2f} at alpha = {cmp.alpha:g}; "
-        f"not significantly different: {groups}"
-    )
 
 
 def _safe(name: str) -> str:
