@@ -108,7 +108,7 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
         ev = rs.evaluation
         ranked = ranked_points(ev, points)
         out = paths.root / "reports" / family
-        written = write_report(ev, ranked, out)
+        written = write_report(ev, ranked, out, rs)
         rows = rank_rows(ev, family, config.budget)
         version = settings_version(runs.code_version(evaluate), config.budget, spec.faithful)
         lin = runs.lineage(context, version, tuple(ranked["run_id"].unique()))

@@ -250,7 +250,7 @@ def _report(args: argparse.Namespace) -> None:
         warnings.simplefilter("ignore", IncompleteGridWarning)  # the report prints the grid check itself
         ranked = rank_study(points, None, runs.failed, runs.perturbations, args.alpha)
     print(format_report(ranked))
-    written = write_report(ranked.evaluation, points, out)
+    written = write_report(ranked.evaluation, points, out, ranked)
     print(f"wrote {len(written)} files (plots and tables) into {out}")
 
 

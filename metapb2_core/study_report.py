@@ -231,7 +231,7 @@ def write_study_report(
     ranked = set(found.points["run_id"])
     check_one_commit(root, found.provenance, ranked, allow_mixed_code)
     out = root / FIGURES_DIR
-    write_report(found.evaluation, found.points, out)
+    write_report(found.evaluation, found.points, out, found.ranked)
     plot_rank_intervals(found.ranked.inference, out / "rank_intervals.png")
     plot_performance_profile(found.ranked.inference, out / "performance_profile.png")
     listed = found.provenance[found.provenance["run_id"].isin(ranked)].sort_values("run_id")

@@ -128,6 +128,20 @@ def test_graphql_every_asset_of_the_demo_study_is_complete(dagster_dev):
     assert sensors["sensorOrError"]["sensorState"]["status"] == "RUNNING"  # on out of the box
 
 
+def _cli_tests(home: Path, tmp_path: Path):
+    """The tests `metapb2 report` states over the same catalog (its tests.csv)."""
+    import pandas as pd
+
+    out = tmp_path / "cli_report"
+    catalog = str(home / "metapb2.duckdb")
+    cli = [sys.executable, "-m", "metapb2_core.cli", "report", catalog, "--out", str(out)]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tests = pd.read_csv(out / "tests.csv", index_col="test", dtype=str)
+    assert len(tests) >= 2 and tests.index[0].startswith("Friedman + Nemenyi at"), tests
+    return tests
+
+
 def test_the_browser_shows_the_graph_a_complete_evaluation_and_the_rank_table(dagster_dev, tmp_path):
     if CHROMIUM is None:
         why = "Debian's chromium is not installed (apt-get install chromium; .ci/run does)"
@@ -180,7 +194,11 @@ def test_the_browser_shows_the_graph_a_complete_evaluation_and_the_rank_table(da
         text = page.inner_text("body")
         assert "24 of 24 planned evaluation runs passed their checks" in text
         assert all(t in text for t in DEMO.tasks) and "★" in text  # the final-return table, inline
-        assert "p = " in text and "CD = " in text and "█" in text
+        assert "█" in text  # the anytime-rank sparklines
+        for test, row in _cli_tests(dagster_dev["home"], tmp_path).iterrows():  # the CLI's tests, every one
+            assert test in text, f"method_ranks lacks the CLI's test {test!r}"
+            assert f"{row['p']}" in text and f"{row['CD']}" in text, (test, row["p"], row["CD"])
+        assert "mean normalised score" in text  # across tasks only normalised means, not raw returns
         page.screenshot(path=shots / "ui_method_ranks.png")
         browser.close()
     if os.environ.get("METAPB2_DOCS_SCREENSHOTS"):  # refresh the README's copies

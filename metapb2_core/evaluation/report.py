@@ -20,8 +20,12 @@ from metapb2_core.evaluation.study_ranking import RankedStudy
 from metapb2_core.evaluation.tables import final_table_latex, final_table_wide
 
 
-def write_report(ev: Evaluation, points: pd.DataFrame, out: str | Path) -> list[Path]:
-    """Write every plot (PNG) and table (CSV, LaTeX) of ``ev`` into ``out``; return the paths."""
+def write_report(
+    ev: Evaluation, points: pd.DataFrame, out: str | Path, ranked: RankedStudy | None = None
+) -> list[Path]:
+    """Write every plot (PNG) and table (CSV, LaTeX) of ``ev`` into ``out``; return the paths.
+    ``ranked``: also the tests and mean ranks with intervals (tests.csv, mean_ranks.csv), the
+    tables the UI's method_ranks shows."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -49,6 +53,10 @@ def write_report(ev: Evaluation, points: pd.DataFrame, out: str | Path) -> list[
         "grid_report.txt": ev.grid.summary() + "\n",
         "fallbacks.csv": ev.fallbacks.to_csv(index=False),
     }
+    if ranked is not None:
+        paper_interval = get_budget("paper", _family(ev)).interval
+        tables["tests.csv"] = tests_table(ranked, paper_interval).to_csv()
+        tables["mean_ranks.csv"] = mean_ranks_table(ranked).to_csv()
     for name, text in tables.items():
         (out / name).write_text(text)
         written.append(out / name)
