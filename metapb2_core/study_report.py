@@ -23,6 +23,7 @@ from metapb2_core.evaluation.report import write_report
 from metapb2_core.evaluation.reproduction import reproduction_markdown
 from metapb2_core.evaluation.study_ranking import RankedStudy, rank_study, ranked_points
 from metapb2_core.provenance import record_provenance
+from metapb2_core.store.records import read_manifest, record_paths
 from metapb2_core.study import (
     StudyPaths,
     family_matrix,
@@ -113,9 +114,10 @@ def study_evaluation(root: str | Path, run_ids: list[str] | None = None) -> Stud
     ids = set(points["run_id"])
     machines = manifests[manifests["run_id"].isin(ids)][["run_id", "method", "manifest"]].copy()
     machines["machine"] = machines.pop("manifest").map(lambda m: machine_label(m.get("machine")))
+    # the catalog keeps manifests without their file digests: read them from the records
     digests = {
-        r.run_id: (r.manifest.get("record_files") or {}).get("points", {}).get("sha256", "")
-        for r in manifests.itertuples()
+        rid: read_manifest(record_paths(paths.runs, rid)["meta"])["record_files"]["points"]["sha256"]
+        for rid in ids
     }
     return StudyEvaluation(ranked, points, machines, matrix, _provenance(manifests), digests)
 
