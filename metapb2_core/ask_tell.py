@@ -76,8 +76,9 @@ class AskTellPopulation:
         warm start reads ``portfolio`` (a directory, a JSON file or a list of configurations)."""
         space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
         check_seed(seed)
-        inputs = method_inputs(method, task, space, meta, portfolio)
-        built = build_method(method, space, seed, Quirks.from_flag(faithful), inputs, **options)
+        quirks = Quirks.from_flag(faithful)
+        inputs = method_inputs(method, task, space, meta, portfolio, quirks)
+        built = build_method(method, space, seed, quirks, inputs, **options)
         return cls(built, size, seed)
 
     def __init__(self, method: Method, size: int, seed: int):

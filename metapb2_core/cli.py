@@ -63,8 +63,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--method", default="pb2", help="use the runs of this method (default pb2, as the paper)"
     )
     meta.add_argument(
-        "--faithful", action="store_true", help="group transitions by hyperparameter values (quirk Q39)"
+        "--faithful",
+        action="store_true",
+        help="group transitions by hyperparameter values (quirk Q39), as faithful runs read them",
     )
+    meta.add_argument("--role", help="only records of this role (a study's meta-data: 'meta')")
 
     port = sub.add_parser(
         "portfolio", help="portfolio pipeline: candidates, performance matrix, greedy portfolios"
@@ -197,7 +200,7 @@ def _meta(args: argparse.Namespace) -> None:
     from metapb2_core.meta.tables import build_meta_dir
     from metapb2_core.space import SEARCH_SPACE
 
-    written = build_meta_dir(args.runs, args.out, SEARCH_SPACE, args.method, by_values=args.faithful)
+    written = build_meta_dir(args.runs, args.out, SEARCH_SPACE, args.method, args.faithful, args.role)
     tasks = sorted({p.parent.name for p in written})
     print(f"wrote {len(written)} meta tables for {len(tasks)} tasks into {args.out}: {', '.join(tasks)}")
 

@@ -12,6 +12,7 @@ from typing import Any
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.meta.sources import load_meta
 from metapb2_core.methods import get_method
+from metapb2_core.quirks import Quirks
 from metapb2_core.space import Config, SearchSpace
 
 
@@ -21,9 +22,11 @@ def method_inputs(
     space: SearchSpace,
     meta: str | Path | None = None,
     portfolio: str | Path | list[Config] | None = None,
+    quirks: Quirks | None = None,
 ) -> dict[str, Any]:
     """The keyword inputs ``method`` requires (none for PBT, random search, PB2, PB2*): meta-data
-    of every task but ``target_task`` (leave-one-task-out), or ``target_task``'s portfolio."""
+    of every task but ``target_task`` (leave-one-task-out), grouped as ``quirks`` group the
+    method's own transitions, or ``target_task``'s portfolio."""
     requires = get_method(method).requires
     inputs: dict[str, Any] = {}
     if "meta_tables" in requires:
@@ -32,7 +35,8 @@ def method_inputs(
                 f"method {method!r} needs meta-data: pass --meta DIR (built by 'metapb2 meta') "
                 "or --meta CATALOG.duckdb[:SQL condition on its runs table]"
             )
-        inputs["meta_tables"] = load_meta(meta, target_task, space=space)
+        by_values = (quirks or Quirks()).transitions_by_values
+        inputs["meta_tables"] = load_meta(meta, target_task, space=space, by_values=by_values)
         inputs["target_task"] = target_task
     if "portfolio" in requires:
         if not portfolio:

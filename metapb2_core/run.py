@@ -65,8 +65,9 @@ class RunRequest:
         budget = get_budget(self.budget, task.family)
         space = SEARCH_SPACE.with_bounds(self.bounds) if self.bounds else SEARCH_SPACE
         check_tunable(space.names)
-        inputs = method_inputs(self.method, self.task, space, self.meta, self.portfolio)
-        return ResolvedRun(self, task, budget, space, Quirks.from_flag(self.faithful), inputs)
+        quirks = Quirks.from_flag(self.faithful)
+        inputs = method_inputs(self.method, self.task, space, self.meta, self.portfolio, quirks)
+        return ResolvedRun(self, task, budget, space, quirks, inputs)
 
 
 @dataclass(frozen=True)

@@ -317,4 +317,4 @@ def newest_landing(catalog: Catalog, asset_keys: list[str]):
 
 def write_meta_data(record: RunRecord, paths: StudyPaths, by_values: bool = False) -> Path | None:
     table = meta_table_from_record(record.points, record.perturbations, record.meta, SEARCH_SPACE, by_values)
-    return write_meta_table(paths.meta, table) if len(table) else None
+    return write_meta_table(paths.meta, table, by_values) if len(table) else None

@@ -187,6 +187,32 @@ def test_meta_prior_moves_toward_the_best_lr_from_the_first_gp_round(meta_dir):
     assert meta < plain, (meta, plain)
 
 
+def test_meta_prior_records_how_much_its_prior_acts_and_a_flat_prior_changes_nothing(meta_dir):
+    """Informative meta-data: the prior varies over the window and holds a share of the mean at
+    the suggestion. A flat prior (a constant meta response) is removed by the residual's
+    standardisation: the suggestions are PB2*'s, and the diagnostics say the prior could not act."""
+    tables = load_meta_tables(meta_dir, "target-t")
+    method = get_method("metaprior")(
+        SEARCH_SPACE, np.random.default_rng(0), meta_tables=tables, target_task="target-t"
+    )
+    _, sug, _ = simulate(method, 0, rounds=4)
+    gp = [s.diagnostics for s in sug if s.diagnostics["mode"] == "gp_ucb" and "prior_share" in s.diagnostics]
+    assert gp and all(d["prior_spread"] > 0.05 and 0 < d["prior_share"] <= 1 for d in gp), gp
+
+    flat = {t: df.assign(y=0.25) for t, df in tables.items()}  # the same rows, a constant response
+    flat_method = get_method("metaprior")(
+        SEARCH_SPACE, np.random.default_rng(0), meta_tables=flat, target_task="target-t"
+    )
+    _, flat_sug, _ = simulate(flat_method, 0, rounds=4)
+    star = get_method("pb2_star")(SEARCH_SPACE, np.random.default_rng(0))
+    _, star_sug, _ = simulate(star, 0, rounds=4)
+    flat_gp = [s for s in flat_sug if "prior_spread" in s.diagnostics]
+    assert flat_gp and all(s.diagnostics["prior_spread"] < 1e-6 for s in flat_gp)
+    for a, b in zip(flat_sug, star_sug, strict=True):
+        for n in NAMES:
+            assert a.config[n] == pytest.approx(b.config[n], rel=1e-5), (n, a.diagnostics, b.diagnostics)
+
+
 # ---- the multi-task GP -------------------------------------------------------------------------
 def _task_data(rng, n, f, noise=0.05):
     X = rng.random((n, 3))

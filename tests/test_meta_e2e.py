@@ -78,12 +78,22 @@ def test_meta_data_from_a_catalog_query_equal_the_meta_directory(tmp_path, runs_
         run_rows(own.points, own.perturbations, own.meta, "meta", lin(TARGET), status="passed")
     )  # readable, yet never read
 
-    expected = load_meta_tables(meta_dir, TARGET)
-    for source in (f"{catalog.path}", f"{catalog.path}:role = 'meta' AND budget = 'smoke'"):
-        got = load_meta(source, TARGET)
-        assert list(got) == list(expected) == sorted(SOURCES)
-        for task in expected:
-            pd.testing.assert_frame_equal(got[task], expected[task], check_dtype=False)
+    from metapb2_core.meta.tables import build_meta_dir
+
+    # one builder: the directory and the catalog give equal tables in both modes, and the modes differ
+    by_values_dir = tmp_path / "meta_by_values"
+    build_meta_dir(runs_dir, by_values_dir, SEARCH_SPACE, by_values=True)
+    for by_values, folder in ((False, meta_dir), (True, by_values_dir)):
+        expected = load_meta_tables(folder, TARGET, by_values=by_values)
+        for source in (f"{catalog.path}", f"{catalog.path}:role = 'meta' AND budget = 'smoke'"):
+            got = load_meta(source, TARGET, by_values=by_values)
+            assert list(got) == list(expected) == sorted(SOURCES)
+            for task in expected:
+                pd.testing.assert_frame_equal(got[task], expected[task], check_dtype=False)
+        with pytest.raises(
+            MetaPB2Error, match=f"groups transitions by {'values' if by_values else 'segment'}"
+        ):
+            load_meta(folder, TARGET, by_values=not by_values)  # a directory of the other mode is refused
     only = load_meta(f"{catalog.path}:task LIKE 'cart_pole%'", TARGET)
     assert list(only) == ["cart_pole-earth", "cart_pole-venus"]
     with pytest.raises(MetaPB2Error, match="no 'pb2' runs with transitions.*where budget = 'paper'"):
@@ -95,6 +105,43 @@ def test_meta_data_from_a_catalog_query_equal_the_meta_directory(tmp_path, runs_
 
     record = execute_run(RunRequest(TARGET, "taf", 1, "smoke", meta=f"{catalog.path}:role = 'meta'"))
     assert set(record.meta["meta_tasks"]) == set(SOURCES)
+
+
+def test_the_faithful_grouping_changes_the_committed_studys_meta_data():
+    """Q39 is not academic: of the committed study's 60 faithful PB2 meta runs, acrobot-earth
+    seed 0 gives 56 transitions by values and 55 by segment (8 of the 60 differ so)."""
+    from pathlib import Path
+
+    from metapb2_core.meta.tables import meta_table_from_record
+
+    runs = Path(__file__).resolve().parents[1] / "results" / "classic-short" / "runs"
+    record = read_record(runs, "pb2-acrobot-earth-short-s0-faithful-meta")
+    tables = [
+        meta_table_from_record(record.points, record.perturbations, record.meta, SEARCH_SPACE, by_values)
+        for by_values in (False, True)
+    ]
+    assert [len(t) for t in tables] == [55, 56]
+
+
+def test_a_damaged_or_unlisted_meta_table_is_refused(tmp_path, meta_dir):
+    import shutil
+
+    from metapb2_core.errors import MetaPB2Error
+    from metapb2_core.meta.tables import load_meta_tables
+
+    folder = tmp_path / "meta"
+    shutil.copytree(meta_dir, folder)
+    table = sorted(folder.glob("*/*.parquet"))[0]
+    data = bytearray(table.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped byte: pandas may still read it, with another r_before
+    table.write_bytes(bytes(data))
+    with pytest.raises(MetaPB2Error, match=f"{table.name} does not match its manifest"):
+        load_meta_tables(folder, TARGET)
+    with pytest.raises(MetaPB2Error, match="does not match its manifest"):
+        execute_run(RunRequest(TARGET, "taf", 0, "smoke", meta=str(folder)))
+    table.with_suffix(".json").unlink()
+    with pytest.raises(MetaPB2Error, match=f"{table.name} has no manifest"):
+        load_meta_tables(folder, TARGET)
 
 
 @pytest.mark.parametrize("budget", ["smoke", pytest.param("short", marks=pytest.mark.slow)])

@@ -5,7 +5,9 @@
   ``:`` and a SQL condition on its ``runs`` table, e.g. ``metapb2.duckdb:budget = 'paper'``. Only
   runs that passed their checks are read, and only the ``meta`` role unless the condition names a
   role itself. The selected runs' transitions are rebuilt from their ``run_points`` and
-  ``perturbations`` rows, exactly as ``metapb2 meta`` builds them from run records.
+  ``perturbations`` rows by the same builder as ``metapb2 meta`` (``tables.meta_table_from_record``).
+
+Both group transitions as the reading run's mode says (``by_values``: the faithful mode's Q39).
 
 Either way the selection is leave-one-task-out: the target task's own runs are never read.
 """
@@ -40,14 +42,19 @@ def split_source(source: str) -> tuple[Path, str | None] | None:
 
 
 def load_meta(
-    source: str | Path, target_task: str, method: str = "pb2", space: SearchSpace = SEARCH_SPACE
+    source: str | Path,
+    target_task: str,
+    method: str = "pb2",
+    space: SearchSpace = SEARCH_SPACE,
+    by_values: bool = False,
 ) -> dict[str, pd.DataFrame]:
-    """Meta tables (task → pooled transitions) for ``target_task`` from a directory or a catalog."""
+    """Meta tables (task → pooled transitions) for ``target_task`` from a directory or a catalog,
+    grouped as ``by_values`` says (a directory grouped otherwise is refused)."""
     catalog = split_source(str(source))
     if catalog is None:
-        return load_meta_tables(source, target_task, method)
+        return load_meta_tables(source, target_task, method, by_values=by_values)
     path, where = catalog
-    return load_meta_from_catalog(path, target_task, where, method, space)
+    return load_meta_from_catalog(path, target_task, where, method, space, by_values)
 
 
 def load_meta_from_catalog(
@@ -56,6 +63,7 @@ def load_meta_from_catalog(
     where: str | None = None,
     method: str = "pb2",
     space: SearchSpace = SEARCH_SPACE,
+    by_values: bool = False,
 ) -> dict[str, pd.DataFrame]:
     if not path.is_file():
         raise MetaPB2Error(f"DuckDB catalog {path} does not exist (materialise meta_runs first)")
@@ -82,6 +90,7 @@ def load_meta_from_catalog(
             perturbations[perturbations["run_id"] == run_id].sort_values(order, kind="stable"),
             meta,
             space,
+            by_values,
         )
         if len(table):
             by_task.setdefault(meta["task"], []).append(table)

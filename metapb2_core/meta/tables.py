@@ -3,10 +3,20 @@
 A meta table holds one row per transition of a run (methods.md §2.2 without the 1000-row cap):
 run_id, method, seed, budget, member, time, r_before, the hyperparameters and y. Tables live in
 ``<meta_dir>/<task>/<run_id>.parquet``, so they can be selected by task, method and seed.
+
+One builder, ``meta_table_from_record``, makes every meta table: the ``metapb2 meta`` directory,
+the study's ``meta/`` folder and the meta methods' reads from the catalog (``sources``). How it
+groups transitions is the run's mode (``Quirks.transitions_by_values``): by segment (between
+exploits) by default, by exact hyperparameter values in the faithful mode (the original's Q39).
+
+Each table has a manifest beside it (``<run_id>.json``: its grouping, rows, bytes and SHA-256);
+a table whose bytes do not match, or that has no manifest, is refused, and so is a directory
+grouped otherwise than the run that reads it.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +25,15 @@ import pandas as pd
 from metapb2_core import bandit
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.space import SearchSpace
-from metapb2_core.store.records import check_writable_dir, ensure_writable_dir, read_record, record_ids
+from metapb2_core.store.records import (
+    check_writable_dir,
+    ensure_writable_dir,
+    file_sha256,
+    read_record,
+    record_ids,
+)
+
+GROUPING = {False: "segment", True: "values"}  # by_values → the manifest's word
 
 
 class MetaLeakError(MetaPB2Error):
@@ -66,14 +84,31 @@ def meta_table_from_record(
     return trans.assign(**ident)[[*ident, "member", "time", "r_before", *space.names, "y"]]
 
 
-def write_meta_table(meta_dir: str | Path, table: pd.DataFrame) -> Path:
+def write_meta_table(meta_dir: str | Path, table: pd.DataFrame, by_values: bool = False) -> Path:
+    """Write ``table`` and then its manifest (a reader ignores a table without one)."""
     task, run_id = table["task"].iloc[0], table["run_id"].iloc[0]
     out = ensure_writable_dir(Path(meta_dir) / task)
     path = out / f"{run_id}.parquet"
     tmp = path.with_suffix(".tmp")
     table.to_parquet(tmp, index=False)
+    manifest = {
+        "run_id": run_id,
+        "task": task,
+        "grouping": GROUPING[by_values],
+        "rows": len(table),
+        "bytes": tmp.stat().st_size,
+        "sha256": file_sha256(tmp),
+    }
+    manifest_path(path).unlink(missing_ok=True)  # from here on the old table no longer reads as complete
     tmp.replace(path)
+    tmp_manifest = path.with_suffix(".json.tmp")
+    tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp_manifest.replace(manifest_path(path))
     return path
+
+
+def manifest_path(table: Path) -> Path:
+    return table.with_suffix(".json")
 
 
 def build_meta_dir(
@@ -82,9 +117,11 @@ def build_meta_dir(
     space: SearchSpace,
     method: str = "pb2",
     by_values: bool = False,
+    role: str | None = None,
 ) -> list[Path]:
-    """Turn every record of ``method`` in ``runs_dir`` into a meta table in ``meta_dir``; a record
-    that failed its checks is left out (it stays on disk, marked)."""
+    """Turn every record of ``method`` (and ``role``, e.g. a study's ``meta`` runs) in ``runs_dir``
+    into a meta table in ``meta_dir``; a record that failed its checks is left out (it stays on
+    disk, marked)."""
     runs = Path(runs_dir)
     if not runs.is_dir():
         raise MetaPB2Error(f"runs folder {runs} does not exist or is not a folder")
@@ -94,11 +131,14 @@ def build_meta_dir(
         record = read_record(runs, rid)
         if record.meta.get("method") != method or record.meta.get("status") == "failed":
             continue
+        if role is not None and record.meta.get("role") != role:
+            continue
         table = meta_table_from_record(record.points, record.perturbations, record.meta, space, by_values)
         if len(table):
-            written.append(write_meta_table(meta_dir, table))
+            written.append(write_meta_table(meta_dir, table, by_values))
     if not written:
-        raise MetaPB2Error(f"no {method!r} run records with transitions in {runs} to build meta-data from")
+        which = f"{method!r}" + (f" {role!r}-role" if role else "")
+        raise MetaPB2Error(f"no {which} run records with transitions in {runs} to build meta-data from")
     return written
 
 
@@ -115,14 +155,16 @@ def load_meta_tables(
     method: str | None = "pb2",
     seeds: list[int] | None = None,
     budget: str | None = None,
+    by_values: bool | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Meta tables of every task but the target (leave-one-task-out, Q22: the same environment
-    under other gravities stays in), pooled over runs and sorted by time, in task-name order."""
+    under other gravities stays in), pooled over runs and sorted by time, in task-name order.
+    ``by_values``: the grouping the reading run needs (None: either, as built)."""
     tables = {}
     for task in available_tasks(meta_dir):
         if task == target_task:
             continue
-        parts = [_read_table(p) for p in sorted((Path(meta_dir) / task).glob("*.parquet"))]
+        parts = [_read_table(p, by_values) for p in sorted((Path(meta_dir) / task).glob("*.parquet"))]
         df = pd.concat(parts, ignore_index=True)
         if method is not None:
             df = df[df["method"] == method]
@@ -141,7 +183,28 @@ def load_meta_tables(
     return tables
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, by_values: bool | None = None) -> pd.DataFrame:
+    """A table checked against its manifest: present, the same bytes, the grouping wanted."""
+    mpath = manifest_path(path)
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise MetaPB2Error(
+            f"meta-data table {path} has no manifest {mpath.name} (written before tables were "
+            "checksummed, or its writer was killed): rebuild the directory with 'metapb2 meta'"
+        ) from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise MetaPB2Error(f"meta-data manifest {mpath} is unreadable: {e}") from None
+    if path.stat().st_size != manifest.get("bytes") or file_sha256(path) != manifest.get("sha256"):
+        raise MetaPB2Error(
+            f"meta-data table {path} does not match its manifest (truncated, replaced or damaged)"
+        )
+    if by_values is not None and manifest.get("grouping") != GROUPING[by_values]:
+        need = "'metapb2 meta --faithful'" if by_values else "'metapb2 meta' without --faithful"
+        raise MetaPB2Error(
+            f"meta-data table {path} groups transitions by {manifest.get('grouping')}, but this run "
+            f"groups them by {GROUPING[by_values]} (its mode); rebuild the directory with {need}"
+        )
     try:
         return pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for a truncated or foreign file

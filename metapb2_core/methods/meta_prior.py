@@ -1,8 +1,20 @@
-"""MetaPriorPB2 (methods.md §6): PB2* on the residual around a ranking-weighted meta prior."""
+"""MetaPriorPB2 (methods.md §6): PB2* on the residual around a ranking-weighted meta prior.
+
+Each suggestion records the prior's part of the model mean at the suggested point
+(``prior_mean``, ``model_mean`` and ``prior_share`` = |prior| / (|prior| + |residual part|)) and how
+much the prior varies over the window relative to the data (``prior_spread``: its standard
+deviation over the window's inputs over the window's; 0 when it cannot move a suggestion), so a
+prior that does not act is visible. It can legitimately not act: the residual is standardised, so a
+prior that is constant over the window (a flat meta model, e.g. a meta GP of a few transitions
+whose signal variance sits at its lower bound) shifts every residual alike and is removed by the
+standardisation; the suggestion is then PB2*'s. A new user's case that matched PB2* to 7 digits was
+of that kind (one meta run of 7 transitions, weight 1.0: σ² at its 0.01 bound, noise 0.92).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,4 +68,19 @@ class MetaPriorPB2(MetaPB2Base):
         acq, kappa = self.ucb(
             ResidualGP(m, prior, scale, offset), ResidualGP(m1, prior, scale, offset), window.fixed
         )
-        return acq, {**fit_diagnostics(m, m1, kappa), **self.lineage(view, w, None)}
+        # how much the prior varies over the window, relative to the data: 0 means it cannot act
+        on_window = np.array([prior.mean_with_gradient(x)[0] for x in window.X])
+        spread = float(on_window.std() / (window.y[:, 0].std() + 1e-12))
+        diagnostics = {**fit_diagnostics(m, m1, kappa), **self.lineage(view, w, None), "prior_spread": spread}
+        return acq, diagnostics
+
+    def point_diagnostics(self, acq: bandit.UCB, u: np.ndarray) -> dict[str, Any]:
+        model = acq.model
+        if not isinstance(model, ResidualGP):  # the meta-free fallback (PB2*)
+            return {}
+        x = np.concatenate([acq.fixed, np.asarray(u, dtype=np.float64)])
+        prior = model.prior.mean_with_gradient(x)[0]
+        total = model.predict_with_gradient(x)[0]
+        residual = total - prior
+        share = abs(prior) / (abs(prior) + abs(residual)) if prior or residual else 0.0
+        return {"prior_mean": prior, "model_mean": total, "prior_share": share}

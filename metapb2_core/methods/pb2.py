@@ -136,8 +136,13 @@ class _PB2Base(Method):
             "pending_rows": len(pending),
             "acquisition": value,
             "newpoint": list(newpoint),
+            **self.point_diagnostics(acq, u),
         }
         return config, diagnostics
+
+    def point_diagnostics(self, acq: bandit.UCB, u: np.ndarray) -> dict[str, Any]:
+        """What to record about the model at the suggested point ``u`` (meta methods: the prior)."""
+        return {}
 
     def acquisition(
         self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray

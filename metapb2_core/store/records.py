@@ -184,7 +184,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _digest(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -204,7 +204,7 @@ def write_record(record: RunRecord, out_dir: str | Path) -> dict[str, Path]:
             files[name] = {
                 "file": paths[name].name,
                 "bytes": tmps[name].stat().st_size,
-                "sha256": _digest(tmps[name]),
+                "sha256": file_sha256(tmps[name]),
             }
         manifest = {**record.meta, "run_id": rid, "record_files": files}
         tmps["meta"].write_text(dumps_strict(manifest, indent=2))
@@ -245,7 +245,7 @@ def read_record(out_dir: str | Path, run_id: str) -> RunRecord:
         path, want = paths[name], files.get(name, {})
         if not path.is_file():
             raise RecordError(f"record {run_id!r}: {path} is missing")
-        if path.stat().st_size != want.get("bytes") or _digest(path) != want.get("sha256"):
+        if path.stat().st_size != want.get("bytes") or file_sha256(path) != want.get("sha256"):
             raise RecordError(
                 f"record {run_id!r}: {path} does not match its manifest (truncated, replaced or damaged)"
             )
