@@ -123,7 +123,7 @@ BAD_INPUT = {
     "bad-list": (["list", "things"], "invalid choice", None),
     "meta-method-without-meta": (TAF, "needs meta-data: pass --meta", None),
     "missing-meta-dir": ([*TAF, "--meta", "nowhere"], "nowhere does not exist", None),
-    "damaged-meta-table": ([*TAF, "--meta", "meta"], "pb2-acrobot-earth-smoke-s0.parquet is not a readable Parquet", damaged_meta_table),
+    "damaged-meta-table": ([*TAF, "--meta", "meta"], "pb2-acrobot-earth-smoke-s0.parquet has no manifest", damaged_meta_table),
     "truncated-catalog-as-meta": ([*TAF, "--meta", "cat.duckdb"], "cat.duckdb is not a valid DuckDB database", truncated_catalog),
     "warm-without-portfolio": (["run", "--task", "cart_pole-earth", "--method", "pb2_star_warm"], "needs a portfolio", None),
     "missing-portfolio": (
