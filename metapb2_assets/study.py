@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int, default=2, help="concurrent runs of a stage (default 2, the CPUs of a laptop)"
     )
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="exit 0 although the ranking rests on fewer evaluation runs than the study plans",
+    )
     return p
 
 
@@ -68,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from metapb2_assets.resources import StudyStore, default_home
     from metapb2_assets.study_runner import StudyRunner
     from metapb2_core.errors import MetaPB2Error
+    from metapb2_core.evaluation.report import format_report
 
     store = StudyStore(root=os.environ.get("METAPB2_STUDY_ROOT", ""))
     try:
@@ -87,12 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not had_head and not runner.resources["ray"].address:
             ray_cluster.release(ray_state)  # started for this study: do not leave it behind
-    print(runner.report(), flush=True)
+    ranked = runner.ranking()
+    print(format_report(ranked), flush=True)
     print(
         f"\n{len(results)} runs, {skipped} steps up to date, in {time.perf_counter() - start:.0f} s. "
         f"Catalog: {runner.paths.database}\n"
         f"Open the UI: DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml  (then http://127.0.0.1:3000)"
     )
+    if ranked.partial and not args.allow_partial:
+        print(
+            f"metapb2-study: a partial result: {ranked.count_line()}; run again to complete it, "
+            "or pass --allow-partial to accept it",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 

@@ -23,8 +23,7 @@ from metapb2_core import study
 from metapb2_core.catalog_rebuild import needs_rebuild, rebuild_catalog
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.evaluation import IncompleteGridWarning
-from metapb2_core.evaluation.report import format_report
-from metapb2_core.evaluation.study_ranking import rank_study
+from metapb2_core.evaluation.study_ranking import RankedStudy, rank_study
 from metapb2_core.store.table_files import export_tables
 from metapb2_core.study_spec import StudySpec
 
@@ -112,7 +111,9 @@ class StudyRunner:
         the instance does not know, so ``pending`` skips them. Returns the partitions reported."""
         paths = self.paths
         if needs_rebuild(paths):
-            say(f"rebuilt the catalog from {paths.root}: {rebuild_catalog(paths).describe()}")
+            say(f"rebuilding the catalog {paths.database.name} from the records in {paths.root} …")
+            progress = lambda done, total: say(f"  {done} of {total} records read")  # noqa: E731
+            say(f"rebuilt the catalog from {paths.root}: {rebuild_catalog(paths, progress).describe()}")
         catalog = paths.catalog()
         if "lineage" not in catalog.tables():
             return 0
@@ -227,11 +228,12 @@ class StudyRunner:
         for future in as_completed(futures):
             yield futures[future], future.result()
 
-    def report(self) -> str:
+    def ranking(self) -> RankedStudy:
+        """The study's ranking over what the catalog holds (``partial`` when short of the plan)."""
         found = study.study_evaluation_runs(self.paths.catalog(), self.spec)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IncompleteGridWarning)
-            return format_report(rank_study(found.points, self.spec, found.failed, found.perturbations))
+            return rank_study(found.points, self.spec, found.failed, found.perturbations)
 
 
 def _names(phase: list[Step]) -> str:

@@ -69,6 +69,92 @@ def test_a_rebuild_never_overwrites_a_catalog(demo_study, tmp_path):
         rebuild_catalog(paths)
 
 
+def test_an_interrupted_rebuild_leaves_no_catalog_and_the_next_one_is_whole(demo_study, tmp_path):
+    """Ctrl-C midway (here: at the first progress report, a few records in) leaves no catalog that
+    could read as complete, and nothing half-built beside it; the next rebuild loads every record."""
+    clone = _clone_files(demo_study["home"], tmp_path / "clone")
+    paths = StudyPaths(clone, clone / "metapb2.duckdb")
+    seen = []
+
+    def interrupt(done: int, total: int) -> None:
+        seen.append((done, total))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rebuild_catalog(paths, interrupt, every_s=0)
+    assert seen and 0 < seen[0][0] < seen[0][1], seen  # interrupted midway, not before or after
+    assert not paths.database.exists() and needs_rebuild(paths)
+    assert sorted(p.name for p in clone.iterdir()) == sorted(n for n in COMMITTED if (clone / n).exists())
+    progress = []
+    rebuilt = rebuild_catalog(paths, lambda done, total: progress.append((done, total)))
+    original = StudyPaths(demo_study["home"], demo_study["home"] / "metapb2.duckdb").catalog()
+    assert rebuilt.runs == original.count("runs") == paths.catalog().count("runs")
+    assert progress[-1][0] == progress[-1][1] == seen[0][1]
+
+
+def test_a_damaged_record_stops_the_study_command_by_name_and_restoring_it_heals(demo_study, tmp_path):
+    clone = _clone_files(demo_study["home"], tmp_path / "clone")
+    victim = sorted((clone / "runs").glob("pbt-*.points.parquet"))[0]
+    good = victim.read_bytes()
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0x01
+    victim.write_bytes(bytes(damaged))
+    env = {**demo_study["env"], "DAGSTER_HOME": str(clone)}
+    exe = Path(sys.executable).with_name("metapb2-study")
+    out = subprocess.run([str(exe)], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0, out.stdout[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("metapb2-study: ") and victim.name in last and "not rebuilt" in last, last
+    assert not (clone / "metapb2.duckdb").exists()  # nothing that could pass for a catalog
+    victim.write_bytes(good)  # restored: the next command rebuilds whole
+    out = subprocess.run([str(exe)], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "24 of 24 planned evaluation runs passed their checks" in out.stdout
+    assert "0 runs, 35 steps up to date" in out.stdout
+
+
+def test_a_partial_ranking_says_n_of_m_first_and_the_study_command_fails_unless_allowed(demo_study, tmp_path):
+    """One evaluation published as failed: the ranking rests on 23 of 24 runs, says so first, and
+    the command exits 3; with --allow-partial it exits 0 with the same report."""
+    clone = _clone_files(demo_study["home"], tmp_path / "clone")
+    for table in (clone / "tables" / "lineage").glob("*.parquet"):
+        rows = pd.read_parquet(table)
+        hit = rows["asset_key"].str.endswith("evaluation_pbt")
+        if hit.any():
+            first = rows.index[hit][0]
+            rows.loc[first, "status"] = "failed"
+            rows.to_parquet(table, index=False)
+            break
+    else:
+        pytest.fail("no lineage row of evaluation_pbt in the exported tables")
+    env = {**demo_study["env"], "DAGSTER_HOME": str(clone)}
+    exe = Path(sys.executable).with_name("metapb2-study")
+    out = subprocess.run([str(exe)], cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 3, out.stderr[-3000:]
+    assert out.stdout.startswith("23 of 24 planned evaluation runs passed their checks"), out.stdout[:300]
+    assert "pass --allow-partial" in out.stderr.strip().splitlines()[-1]
+    again = subprocess.run(
+        [str(exe), "--allow-partial"], cwd=clone, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _report(again.stdout) == _report(out.stdout)
+
+
+def test_metapb2_report_refuses_two_records_of_one_run(demo_study, tmp_path, capsys):
+    from metapb2_core.cli import main
+
+    runs = tmp_path / "runs"
+    shutil.copytree(demo_study["home"] / "runs", runs, ignore=shutil.ignore_patterns("*.checkpoint*"))
+    rid = sorted(p.name[: -len(".json")] for p in runs.glob("pbt-*.json"))[0]
+    (runs / "copy").mkdir()
+    for part in (".json", ".points.parquet", ".perturbations.parquet"):
+        shutil.copy(runs / f"{rid}{part}", runs / "copy" / f"{rid}{part}")
+    assert main(["report", str(runs), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"two records of run {rid!r}" in err[0], err
+    assert str(runs / f"{rid}.json") in err[0] and str(runs / "copy" / f"{rid}.json") in err[0]
+
+
 def test_a_record_no_lineage_publishes_stays_out(demo_study, tmp_path):
     clone = _clone_files(demo_study["home"], tmp_path / "clone")
     runs = clone / "runs"

@@ -42,6 +42,7 @@ def load_runs(source: str | Path | pd.DataFrame, role: str | None = "evaluation"
     found = find_records(path)
     if not found:
         raise MetaPB2Error(f"no run records in {path}; write some with 'metapb2 run --out'")
+    check_one_record_per_run(found)
     points, perturbations, failed = [], [], []
     for folder, rid in found:
         record = read_record(folder, rid)
@@ -66,6 +67,19 @@ def load_runs(source: str | Path | pd.DataFrame, role: str | None = "evaluation"
         pd.DataFrame(failed, columns=FAILED_COLUMNS),
         pd.concat(perturbations, ignore_index=True),
     )
+
+
+def check_one_record_per_run(found: list[tuple[Path, str]]) -> None:
+    """Two records of one run id (a copy under a subfolder) are an error naming both: pooled, they
+    would count one run twice and make a grid read complete."""
+    seen: dict[str, Path] = {}
+    for folder, rid in found:
+        if rid in seen:
+            raise MetaPB2Error(
+                f"two records of run {rid!r}: {seen[rid] / (rid + '.json')} and {folder / (rid + '.json')}; "
+                "a run counts once: remove or move one copy"
+            )
+        seen[rid] = folder
 
 
 def load_points(source: str | Path | pd.DataFrame, role: str | None = "evaluation") -> pd.DataFrame:
