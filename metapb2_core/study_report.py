@@ -23,11 +23,13 @@ from metapb2_core.evaluation.report import write_report
 from metapb2_core.evaluation.reproduction import reproduction_markdown
 from metapb2_core.evaluation.study_ranking import RankedStudy, rank_study, ranked_points
 from metapb2_core.provenance import record_provenance
+from metapb2_core.store import Lineage, read_record
 from metapb2_core.store.records import read_manifest, record_paths
 from metapb2_core.study import (
     StudyPaths,
     family_matrix,
     load_candidates,
+    run_changes,
     run_manifests,
     study_evaluation_runs,
 )
@@ -90,6 +92,8 @@ def study_evaluation(root: str | Path, run_ids: list[str] | None = None) -> Stud
         paths = StudyPaths(root, Path(tmp) / "catalog.duckdb")
         rebuild_catalog(paths)
         catalog = paths.catalog()
+        if run_ids is not None:
+            _add_superseded(catalog, paths, run_ids)
         found = study_evaluation_runs(catalog, spec)
         if run_ids is not None:
             found = _only(found, run_ids, root)
@@ -120,6 +124,21 @@ def study_evaluation(root: str | Path, run_ids: list[str] | None = None) -> Stud
         for rid in ids
     }
     return StudyEvaluation(ranked, points, machines, matrix, _provenance(manifests), digests)
+
+
+def _add_superseded(catalog, paths: StudyPaths, run_ids: list[str]) -> None:
+    """Listed runs whose partition has since been run again (a study midway a re-run keeps the
+    records its last report ranked until the report is written anew): their records enter the
+    report's catalog as they were published, each under a partition of its own, so a snapshot
+    ranks exactly what it listed."""
+    have = set(catalog.query("SELECT run_id FROM runs")["run_id"]) if "runs" in catalog.tables() else set()
+    for rid in sorted(set(run_ids) - have):
+        if not record_paths(paths.runs, rid)["meta"].is_file():
+            continue  # _only names what is missing
+        record = read_record(paths.runs, rid)
+        m = record.meta
+        lin = Lineage(f"superseded/{m['method']}", rid, "superseded", str(m.get("code_version")))
+        catalog.write(run_changes(record, m.get("role", "evaluation"), lin, m.get("status", "passed")))
 
 
 def _only(found, run_ids: list[str], root: Path):
