@@ -56,4 +56,9 @@ def build_definitions(
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What ``dagster dev`` and the code server load (workspace.yaml): built when loaded, not at
+    import, so a bad study.yaml in the root stops only the loading, with its one-line reason, and
+    the main command can still replace it (``metapb2-study --study good.yaml``)."""
+    return build_definitions()

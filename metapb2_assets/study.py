@@ -40,9 +40,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def declare(args: argparse.Namespace, root: Path, say) -> object:
     """The study of ``root`` after the flags: read, changed and written back when they change it."""
-    from metapb2_core.study_spec import declared_study, load_study, study_file, write_study
+    from metapb2_core.study_spec import StudySpecError, declared_study, load_study, study_file, write_study
 
-    on_disk = declared_study(root)
+    try:
+        on_disk = declared_study(root)
+    except StudySpecError as e:
+        if not args.study:
+            raise
+        say(f"replacing the root's unreadable declaration ({e})")
+        on_disk = None
     base = (load_study(args.study) if args.study else on_disk) or DEMO
     spec = base.with_changes(
         name=args.name,

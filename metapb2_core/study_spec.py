@@ -4,6 +4,7 @@ so that "done" means done relative to what was planned."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tempfile
@@ -45,6 +46,7 @@ class StudySpec:
         object.__setattr__(self, "seeds", tuple(self.seeds))
         object.__setattr__(self, "methods", tuple(self.methods))
         where = f"study {self.name!r}"
+        _check_types(self, where)
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", self.name):
             raise StudySpecError(f"study name {self.name!r}: letters, digits, '_', '-', '.' (at most 63)")
         if self.family not in ENV_FAMILIES:
@@ -113,7 +115,9 @@ class StudySpec:
         known = {f.name for f in fields(cls)} - {"declared"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise StudySpecError(f"{source}: unknown setting(s) {unknown}; known: {sorted(known)}")
+            near = {u: difflib.get_close_matches(str(u), known, 1) for u in unknown}
+            hints = "".join(f" ({u!r}: did you mean {m[0]!r}?)" for u, m in near.items() if m)
+            raise StudySpecError(f"{source}: unknown setting(s) {unknown}{hints}; known: {sorted(known)}")
         missing = sorted({"name", "family", "tasks", "seeds", "budget"} - set(data))
         if missing:
             raise StudySpecError(f"{source}: missing setting(s) {missing}")
@@ -122,7 +126,7 @@ class StudySpec:
                 raise StudySpecError(f"{source}: {key} must be a list, got {data[key]!r}")
         try:
             return cls(**data)
-        except StudySpecError as e:
+        except MetaPB2Error as e:  # the registries' errors too (an unknown task, method, budget)
             raise StudySpecError(f"{source}: {e}") from None
 
     @classmethod
@@ -133,6 +137,27 @@ class StudySpec:
 
     def with_changes(self, **changes) -> StudySpec:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_TYPES = {"name": str, "family": str, "budget": str, "faithful": bool, "candidate_configs": int,
+          "candidate_best": int}  # fmt: skip
+_ITEM_TYPES = {"tasks": str, "methods": str}  # seeds: checked with their range below
+
+
+def _check_types(spec: StudySpec, where: str) -> None:
+    """One line per wrong type, naming the field: YAML reads 'false' in quotes as a string, 2.5 as
+    a float, [[a]] as a list in a list."""
+    for name, kind in _TYPES.items():
+        value = getattr(spec, name)
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+            raise StudySpecError(f"{where}: {name} must be {_WORDS[kind]}, got {value!r}")
+    for name, kind in _ITEM_TYPES.items():
+        for value in getattr(spec, name):
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise StudySpecError(f"{where}: each of {name} must be {_WORDS[kind]}, got {value!r}")
+
+
+_WORDS = {str: "a string", bool: "true or false (unquoted)", int: "an integer"}
 
 
 DEMO = StudySpec("demo", "classic", ("cart_pole-earth", "acrobot-earth", "pendulum-earth"), (0,), "demo")
@@ -149,7 +174,10 @@ def load_study(path: Path | str) -> StudySpec:
     except OSError as e:
         raise StudySpecError(f"{path}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise StudySpecError(f"{path}: not valid YAML ({e})") from None
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise StudySpecError(f"{path}: not valid YAML{at}: {what}") from None
     return StudySpec.from_dict(data, str(path))
 
 

@@ -22,9 +22,10 @@ def defs(tmp_path_factory):
 
 
 def test_the_embedded_default_is_the_demo_study():
-    from metapb2_assets.definitions import defs as default
+    from metapb2_assets.definitions import defs
     from metapb2_core.study_spec import DEMO
 
+    default = defs()
     graph = default.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {f"classic/{n}" for n in PER_FAMILY} | {f"classic/evaluation_{m}" for m in METHODS}

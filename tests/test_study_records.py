@@ -308,14 +308,16 @@ def test_a_study_with_no_finished_evaluation_says_so_instead_of_reporting(demo_s
 
 
 def _records_per_seed(root: Path) -> dict[int, dict[str, int]]:
-    """How many evaluation and meta-run records each seed has under ``root/runs``, from the manifests."""
-    counts: dict[int, dict[str, int]] = {}
+    """How many (task, method) cells of evaluations and meta runs each seed has records of under
+    ``root/runs``, from the manifests (a cell re-run under a new run id, its old record kept for
+    the committed report, counts once)."""
+    cells: dict[int, dict[str, set]] = {}
     for manifest in (root / "runs").glob("*.json"):
         record = json.loads(manifest.read_text())
         kind = "meta" if record["tag"] == "meta" else "evaluation"
-        per_seed = counts.setdefault(record["seed"], {"evaluation": 0, "meta": 0})
-        per_seed[kind] += 1
-    return counts
+        per_seed = cells.setdefault(record["seed"], {"evaluation": set(), "meta": set()})
+        per_seed[kind].add((record["task"], record["method"]))
+    return {seed: {k: len(v) for k, v in kinds.items()} for seed, kinds in cells.items()}
 
 
 @pytest.mark.skipif(not (COMMITTED_STUDY / "study.yaml").exists(), reason="no committed study")

@@ -3,6 +3,8 @@ the definitions partition by it."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from metapb2_core.errors import MetaPB2Error
@@ -57,6 +59,57 @@ def test_a_bad_file_names_itself_and_the_setting(tmp_path):
     path.write_text("name: [x\n")
     with pytest.raises(StudySpecError, match="not valid YAML"):
         load_study(path)
+
+
+GOOD = "name: x\nfamily: classic\ntasks: [cart_pole-earth, acrobot-earth]\nseeds: [0]\nbudget: demo\n"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ('candidate_configs: "30"\n', "candidate_configs must be an integer, got '30'"),
+        ('faithful: "false"\n', "faithful must be true or false (unquoted), got 'false'"),
+        ("candidate_best: 2.5\n", "candidate_best must be an integer, got 2.5"),
+        ("method: [pbt]\n", "unknown setting(s) ['method'] ('method': did you mean 'methods'?)"),
+        ("name2: [x\n", "not valid YAML at line"),
+    ],
+)
+def test_a_study_file_with_a_wrong_type_or_key_is_one_line_naming_file_and_field(
+    tmp_path, extra, message
+):
+    path = tmp_path / "study.yaml"
+    path.write_text(GOOD + extra)
+    with pytest.raises(StudySpecError) as e:
+        load_study(path)
+    assert str(e.value).startswith(str(path)) and message in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_tasks_as_a_list_of_lists_is_refused(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(GOOD.replace("tasks: [cart_pole-earth, acrobot-earth]", "tasks: [[cart_pole-earth]]"))
+    with pytest.raises(StudySpecError, match=r"each of tasks must be a string, got \['cart_pole-earth'\]"):
+        load_study(path)
+
+
+def test_a_bad_root_declaration_stops_the_main_command_in_one_line_and_study_replaces_it(tmp_path):
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "study.yaml").write_text(GOOD + 'faithful: "false"\n')
+    env = {**os.environ, "DAGSTER_HOME": str(root)}
+    env.pop("METAPB2_STUDY_ROOT", None)
+    cmd = [sys.executable, "-m", "metapb2_assets.study"]
+    bad = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    assert bad.stderr.strip().splitlines()[-1].startswith(f"metapb2-study: error: {root / 'study.yaml'}")
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD + "methods: [nope]\n")  # a bad --study is refused too, and names its own file
+    out = subprocess.run([*cmd, "--study", str(good)], cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and str(good) in out.stderr.strip().splitlines()[-1], out.stderr[-2000:]
+    assert "replacing the root's unreadable declaration" in out.stderr
 
 
 def test_the_open_layout_offers_a_whole_family():
