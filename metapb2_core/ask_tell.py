@@ -35,6 +35,7 @@ from metapb2_core.methods import Method, get_method
 from metapb2_core.provenance import provenance, run_code_digest
 from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import Perturbation, perturbation_round
+from metapb2_core.run_ids import run_id as make_run_id
 from metapb2_core.space import Config, SearchSpace
 from metapb2_core.store import RunRecord, perturbation_table
 from metapb2_core.store.checkpoints import load_checkpoint, save_checkpoint
@@ -175,7 +176,7 @@ class AskTellPopulation:
             points["eval_is_fresh"] = True
             points["wall_seconds"] = np.nan
         name = self.method.name
-        run_id = f"{name}-{task}-{budget}-s{seed}"
+        run_id = make_run_id(name, task, budget, seed)
         ident = {"run_id": run_id, "task": task, "env": task, "context": "", "method": name, "seed": seed,
                  "budget": budget}  # fmt: skip
         points = points.assign(**ident)[[*ident, *[c for c in points.columns if c not in ident]]]

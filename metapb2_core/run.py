@@ -1,8 +1,8 @@
 """One population run: a request (names and numbers), resolved once into everything the run needs,
 executed (resuming from a checkpoint when one is there) into a record.
 
-A run id names exactly one request: ``{method}-{task}-{budget}-s{seed}``, then ``-faithful`` for
-the quirk switch, ``-{tag}`` for a tag, and an 8-digit digest of whatever else differs from the
+A run id names exactly one request (``run_ids.run_id``: method, task, budget and seed), then
+``-faithful`` for the quirk switch, ``-{tag}`` for a tag, and an 8-digit digest of whatever else differs from the
 defaults: bounds, the content of the meta-data read, the portfolio. The same request again has the
 same id and replaces its record; two requests that differ anywhere never share one.
 """
@@ -31,6 +31,7 @@ from metapb2_core.population import ProgressFn, run_population
 from metapb2_core.ppo.trainer import check_tunable
 from metapb2_core.provenance import portable_source, provenance, run_code_digest
 from metapb2_core.quirks import Quirks
+from metapb2_core.run_ids import run_id as make_run_id
 from metapb2_core.space import SEARCH_SPACE, SearchSpace
 from metapb2_core.store import (
     POINT_IDENTITY,
@@ -95,13 +96,12 @@ class ResolvedRun:
     @cached_property
     def run_id(self) -> str:
         r = self.request
-        rid = f"{r.method}-{r.task}-{self.budget.name}-s{r.seed}"
-        rid += "-faithful" if r.faithful else ""
-        rid += f"-{r.tag}" if r.tag else ""
+        digest = ""
         if self.variant:
             text = json.dumps(self.variant, sort_keys=True, default=float)
-            rid += "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
-        return rid
+            digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        faithful = "faithful" if r.faithful else ""
+        return make_run_id(r.method, r.task, self.budget.name, r.seed, faithful, r.tag or "", digest)
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint of this run must have been made for."""

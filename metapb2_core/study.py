@@ -20,6 +20,7 @@ from metapb2_core.methods import get_method
 from metapb2_core.portfolio import Candidate, portfolio_for
 from metapb2_core.quirks import Quirks
 from metapb2_core.run import RunRequest
+from metapb2_core.run_ids import run_id as make_run_id
 from metapb2_core.space import SEARCH_SPACE
 from metapb2_core.store import (
     Catalog,
@@ -125,7 +126,7 @@ def publish_run(record: RunRecord, lin: Lineage, catalog: Catalog) -> None:
 
 
 def candidates_run_id(task: str, budget: str, seed: int) -> str:
-    return f"candidates-{task}-{budget}-s{seed}"
+    return make_run_id("candidates", task, budget, seed)
 
 
 def record_candidates(cands: list[Candidate], task: str, seed: int, budget: str) -> Replace:
@@ -181,7 +182,7 @@ def matrix_rows(
             "task": task,
             "seed": seed,
             "score": scores[task].to_numpy(float),
-            "run_id": f"matrix-{task}-{budget}-s{seed}",
+            "run_id": make_run_id("matrix", task, budget, seed),
         }
     )
     return rows, sorted({candidates_run_id(c.source_task, budget, c.seed) for c in cands})

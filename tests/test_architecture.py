@@ -6,6 +6,7 @@ only where a command imports lazily to start fast."""
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -144,3 +145,18 @@ def test_function_local_imports_of_our_modules_only_in_command_entry_points():
         if inside and _resolve(name)
     ]
     assert nested == []
+
+
+def test_one_run_id_function():
+    """Run ids are formatted in run_ids.py alone: no other module writes the ``-{budget}-s{seed}``
+    pattern (a second copy would drift, and a run id names exactly one request)."""
+    pattern = re.compile(r"\{[^}]*budget[^}]*\}-s\{")
+    found = [
+        f"{m}:{i}"
+        for m, path in MODULES.items()
+        if m != "metapb2_core.run_ids"
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert found == []
+    assert pattern.search('f"{kind}-{task}-{budget}-s{seed}"')  # the check can fail

@@ -74,9 +74,7 @@ GOOD = "name: x\nfamily: classic\ntasks: [cart_pole-earth, acrobot-earth]\nseeds
         ("name2: [x\n", "not valid YAML at line"),
     ],
 )
-def test_a_study_file_with_a_wrong_type_or_key_is_one_line_naming_file_and_field(
-    tmp_path, extra, message
-):
+def test_a_study_file_with_a_wrong_type_or_key_is_one_line_naming_file_and_field(tmp_path, extra, message):
     path = tmp_path / "study.yaml"
     path.write_text(GOOD + extra)
     with pytest.raises(StudySpecError) as e:
