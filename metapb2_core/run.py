@@ -2,9 +2,10 @@
 executed (resuming from a checkpoint when one is there) into a record.
 
 A run id names exactly one request (``run_ids.run_id``: method, task, budget and seed), then
-``-faithful`` for the quirk switch, ``-{tag}`` for a tag, and an 8-digit digest of whatever else differs from the
-defaults: bounds, the content of the meta-data read, the portfolio. The same request again has the
-same id and replaces its record; two requests that differ anywhere never share one.
+``-faithful`` for the quirk switch, ``-{tag}`` for a tag, and an 8-digit digest of whatever else
+differs from the defaults: bounds, the content of the meta-data read, the portfolio. The same
+request again has the same id and replaces its record; two requests that differ anywhere never
+share one.
 """
 
 from __future__ import annotations

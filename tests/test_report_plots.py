@@ -76,7 +76,7 @@ def test_tables_are_written(report):
 def test_report_command_prints_ranks_and_writes_plots(runs_dir, tmp_path, capsys):
     assert main(["report", str(runs_dir), "--out", str(tmp_path / "rep")]) == 0
     text = capsys.readouterr().out
-    assert "Mean rank over 2 tasks" in text
+    assert "Mean rank over all 2 tasks" in text
     for name in [*METHODS, *TASKS, "Friedman", "complete grid"]:
         assert name in text
     assert (tmp_path / "rep" / "anytime_rank.png").is_file()
@@ -122,5 +122,5 @@ def test_report_from_a_duckdb_file_matches_the_folder(runs_dir, tmp_path, capsys
     assert len(from_db) == len(points)
     pd.testing.assert_frame_equal(evaluate(from_db).summary, evaluate(points).summary)
     assert main(["report", str(db), "--out", str(tmp_path / "rep")]) == 0
-    assert "Mean rank over 2 tasks" in capsys.readouterr().out
+    assert "Mean rank over all 2 tasks" in capsys.readouterr().out
     assert (tmp_path / "rep" / "cd_diagram.png").is_file()

@@ -384,6 +384,8 @@ def _pairwise(
                 "Nemenyi (final, units)": "differ" if differ else "—",
             }
         )
+    if not rows:  # one method: nothing to compare
+        return pd.DataFrame(columns=["pair", "Δ norm. score", "95% CI", "excludes 0"]).set_index("pair")
     return pd.DataFrame(rows).set_index("pair")
 
 

@@ -74,7 +74,8 @@ def tests_table(rs: RankedStudy, paper_interval: int | None = None) -> pd.DataFr
                 "pairs separated": _pairs_text(stacked),
             }
         )
-    return pd.DataFrame(rows).set_index("test")
+    columns = ["test", "unit treated as independent", "n", "p", "CD", "pairs separated"]
+    return pd.DataFrame(rows, columns=columns).set_index("test")  # empty: too few units for any test
 
 
 def _separated(test, alpha: float) -> list[tuple[str, str]]:
