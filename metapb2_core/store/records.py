@@ -30,6 +30,17 @@ from metapb2_core.rounds import Perturbation
 # Columns naming the run on every point row, in this order, before the loop's own columns.
 POINT_IDENTITY = ["run_id", "task", "env", "context", "method", "seed", "budget"]
 PARQUET_PARTS = ("points", "perturbations")
+# What every reader of a manifest takes for granted (the catalog's runs row, the checks, the report):
+# a manifest without one is refused by name instead of failing later with a KeyError.
+MANIFEST_FIELDS: dict[str, type] = {
+    "run_id": str,
+    "task": str,
+    "method": str,
+    "seed": int,
+    "budget": str,
+    "budget_sizes": dict,
+}
+_KIND_WORDS = {str: "a string", int: "an integer", dict: "a mapping"}
 STALE_TEMP_SECONDS = 24 * 3600  # a temp file this old is swept whoever wrote it (other hosts too)
 
 
@@ -227,6 +238,21 @@ def read_manifest(path: Path) -> dict:
         raise RecordError(f"run record manifest {path} is unreadable: {e}") from None
     if not isinstance(manifest, dict) or "record_files" not in manifest:
         raise RecordError(f"{path} is not a run record manifest (no 'record_files')")
+    missing = [k for k in MANIFEST_FIELDS if k not in manifest]
+    if missing:
+        raise RecordError(f"run record manifest {path} lacks {', '.join(map(repr, missing))}")
+    for key, kind in MANIFEST_FIELDS.items():
+        value = manifest[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise RecordError(f"run record manifest {path}: {key!r} is {value!r}, not {_KIND_WORDS[kind]}")
+    files = manifest["record_files"]
+    for part in PARQUET_PARTS:
+        entry = files.get(part) if isinstance(files, dict) else None
+        if not isinstance(entry, dict) or not {"bytes", "sha256"} <= set(entry):
+            raise RecordError(
+                f"run record manifest {path}: record_files has no size and digest of its {part} file "
+                f"(got {json.dumps(files)[:80]})"
+            )
     return manifest
 
 
