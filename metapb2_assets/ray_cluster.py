@@ -61,20 +61,35 @@ def worker_env(threads: int) -> dict[str, str]:
     }
 
 
+# An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray client
+# server) answers with a SETTINGS frame of its own (frame type 4, the 4th byte of its 9-byte header).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def check_reachable(address: str, setting: str, timeout: float = 5.0) -> None:
-    """Fail fast with the setting's name instead of waiting for Ray's own connection timeout."""
+    """Fail fast with the setting's name instead of waiting for Ray's own connection retries, which
+    last minutes: nothing listens there, or something that is not a gRPC server (a wrong port: the
+    dashboard's, an ssh server's) would hang ``ray.init``."""
     hostport = address.removeprefix("ray://")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise RayConfigError(f"{setting} = {address!r} is not an address of the form [ray://]HOST:PORT")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            s.sendall(_HTTP2_PREFACE)
+            head = s.recv(9)
+    except TimeoutError:
+        head = b""  # listening, but silent: not a gRPC server
     except OSError as e:
         raise RayConfigError(
             f"{setting} = {address!r}: no Ray cluster answers there ({e.strerror or e}); "
             "leave it empty for a local Ray, or start the cluster first"
         ) from None
+    if len(head) < 4 or head[3] != 4:
+        raise RayConfigError(
+            f"{setting} = {address!r}: something listens there but it is not a Ray cluster (no gRPC "
+            "answer); give the head's GCS port (6379 by default) or ray://HOST:10001"
+        )
 
 
 def _free_port() -> int:

@@ -15,6 +15,9 @@ from metapb2_core.store import StoreError
 from metapb2_core.study import StudyPaths
 
 T = TypeVar("T")
+# deployments set these (deploy/values.yaml); empty means the embedded default
+RAY_ADDRESS_ENV = "METAPB2_RAY_ADDRESS"
+STUDY_ROOT_ENV = "METAPB2_STUDY_ROOT"
 
 
 def default_home() -> Path:
@@ -91,7 +94,7 @@ class RayResource(dg.ConfigurableResource):
                 f"resource 'ray', setting 'cpus_per_task' must be ≥ 1, got {self.cpus_per_task}"
             )
         if self.address:
-            ray_cluster.check_reachable(self.address, "resource 'ray', setting 'address'")
+            self.check_address()
             address = self.address
         else:
             cpus = self.num_cpus or len(os.sched_getaffinity(0))
@@ -99,6 +102,19 @@ class RayResource(dg.ConfigurableResource):
             address = ray_cluster.local_head(state, cpus, self.idle_seconds)
         ray_cluster.connect(address, self.cpus_per_task)
         self._ready = True
+
+    def check_address(self) -> None:
+        """An address no Ray cluster answers at, refused in one line naming it and where it was set
+        (at each run's start, and by the main command before any run)."""
+        from metapb2_assets import ray_cluster
+
+        if self.address:
+            ray_cluster.check_reachable(self.address, self.address_setting())
+
+    def address_setting(self) -> str:
+        if self.address and self.address == os.environ.get(RAY_ADDRESS_ENV):
+            return f"{RAY_ADDRESS_ENV} (resource 'ray', setting 'address')"
+        return "resource 'ray', setting 'address'"
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a Ray worker holding ``cpus_per_task`` CPUs; its exception is re-raised here."""
@@ -109,3 +125,11 @@ class RayResource(dg.ConfigurableResource):
             return ray.get(task.remote(*args))
         except ray.exceptions.RayTaskError as e:
             raise e.as_instanceof_cause() from None
+
+
+def resources_from_env() -> tuple[RayResource, StudyStore]:
+    """The resources a deployment configures through the environment (``METAPB2_RAY_ADDRESS``,
+    ``METAPB2_STUDY_ROOT``); unset, the embedded defaults."""
+    return RayResource(address=os.environ.get(RAY_ADDRESS_ENV, "")), StudyStore(
+        root=os.environ.get(STUDY_ROOT_ENV, "")
+    )

@@ -76,15 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - start:6.1f}s] {text}", file=sys.stderr, flush=True)
 
     from metapb2_assets import ray_cluster
-    from metapb2_assets.resources import StudyStore, default_home
+    from metapb2_assets.resources import default_home, resources_from_env
     from metapb2_assets.study_runner import StudyRunner
     from metapb2_core.errors import MetaPB2Error
     from metapb2_core.evaluation.report import format_report
 
-    store = StudyStore(root=os.environ.get("METAPB2_STUDY_ROOT", ""))
+    ray, store = resources_from_env()
     try:
+        ray.check_address()  # before anything is declared or run: every run would fail on it
         spec = declare(args, store.paths().root, say)
-        runner = StudyRunner(spec, store=store)
+        runner = StudyRunner(spec, ray=ray, store=store)
     except MetaPB2Error as e:
         print(f"metapb2-study: error: {e}", file=sys.stderr)
         return 2

@@ -118,6 +118,72 @@ def test_wrong_ray_address_names_the_setting(tmp_path):
     assert "is not an address of the form [ray://]HOST:PORT" in _cause(e)
 
 
+def _silent_listener():
+    """A port where something listens but never answers (a wrong port: not a Ray GCS)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    return server
+
+
+@pytest.mark.parametrize("where", ["nothing", "not-ray"])
+def test_the_main_command_refuses_a_ray_address_with_no_cluster_in_one_line_before_any_run(tmp_path, where):
+    import os
+    import subprocess
+    import sys
+
+    server = _silent_listener() if where == "not-ray" else None
+    address = f"127.0.0.1:{server.getsockname()[1]}" if server else "127.0.0.1:1"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "METAPB2_RAY_ADDRESS": address}
+    env.pop("METAPB2_STUDY_ROOT", None)
+    try:
+        cmd = [sys.executable, "-m", "metapb2_assets.study"]
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        if server:
+            server.close()
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    said = f"metapb2-study: error: METAPB2_RAY_ADDRESS (resource 'ray', setting 'address') = '{address}': "
+    assert lines[0].startswith(said)
+    why = {
+        "nothing": "no Ray cluster answers there",
+        "not-ray": "something listens there but it is not a Ray",
+    }
+    assert why[where] in lines[0]
+    assert list(tmp_path.iterdir()) == []  # nothing declared, no instance, no catalog
+
+
+def test_a_cluster_gone_before_the_run_starts_fails_it_naming_the_address(tmp_path):
+    from metapb2_assets import ray_cluster
+    from metapb2_assets.study_runner import StudyRunner
+    from metapb2_core.errors import MetaPB2Error
+    from metapb2_core.study_spec import DEMO
+
+    state, root = tmp_path / "ray", tmp_path / "root"
+    root.mkdir()
+    (root / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    address = ray_cluster.local_head(state, 1)
+    spec = DEMO.with_changes(tasks=["cart_pole-earth"], methods=["pbt"])  # one run
+    runner = StudyRunner(spec, RayResource(address=address), StudyStore(root=str(root)))
+    try:
+        runner.resources["ray"].check_address()  # a live Ray GCS passes the check
+    finally:
+        ray_cluster.release(state)  # the cluster goes away ...
+    assert ray_cluster.running_head(state) is None
+    with pytest.raises(MetaPB2Error) as e:  # ... before the run starts
+        runner.run(str(root), workers=1)
+    said = str(e.value)
+    assert said.startswith("1 run(s) failed: resource 'ray', setting 'address' = ") and "\n" not in said
+    assert (
+        f"'{address}': no Ray cluster answers there" in said
+        and "classic_evaluation_pbt [0|cart_pole-earth]" in said
+    )
+    assert not list((root / "runs").glob("*.json"))  # nothing published
+
+
 def test_unwritable_duckdb_path_names_the_setting(tmp_path, ray_head):
     (tmp_path / "a_file").write_text("x")
     bad = tmp_path / "a_file" / "metapb2.duckdb"
