@@ -150,16 +150,27 @@ def _start_head(state_dir: Path, num_cpus: int) -> str:
     ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", **SINGLE_MACHINE}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        raise RayConfigError(f"could not start a local Ray head: {done.stderr.strip()[-800:]}")
     address = f"{LOOPBACK}:{port}"
+    (state_dir / "ray_address").write_text(address)  # what stop_local_head needs to find its processes
+    if done.returncode != 0:
+        stop_local_head(state_dir)  # a half-started head (GCS, dashboard, monitors) left no process behind
+        raise RayConfigError(
+            f"could not start a local Ray head in {temp_dir(state_dir)} (a full or read-only /tmp?): "
+            f"{_last_line(done.stderr) or f'ray start exited {done.returncode}'}"
+        )
     deadline = time.monotonic() + 60
     while not _alive(address):
         if time.monotonic() > deadline:
+            stop_local_head(state_dir)
             raise RayConfigError(f"the local Ray head at {address} did not come up within 60 s")
         time.sleep(0.2)
-    (state_dir / "ray_address").write_text(address)
     return address
+
+
+def _last_line(text: str) -> str:
+    """The last line of a program's error output that says something (not a traceback's carets)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().strip("^~ ")]
+    return lines[-1] if lines else ""
 
 
 def _start_watchdog(state_dir: Path, idle_seconds: float) -> None:

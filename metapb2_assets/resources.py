@@ -11,7 +11,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from metapb2_core.errors import MetaPB2Error
-from metapb2_core.store import StoreError
+from metapb2_core.store import StoreError, ensure_writable_dir
 from metapb2_core.study import StudyPaths
 
 T = TypeVar("T")
@@ -47,6 +47,12 @@ class StudyStore(dg.ConfigurableResource):
         return StudyPaths(root, db)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """The catalog opens (created if absent) and the records' folder can be written, or one
+        line naming the setting and why (a read-only volume, a damaged catalog): at each run's
+        start, and in the main command before anything is declared or run."""
         paths = self.paths()
         try:
             paths.catalog().check()
@@ -55,11 +61,9 @@ class StudyStore(dg.ConfigurableResource):
                 f"resource 'store', setting 'database' = {str(paths.database)!r}: {e}"
             ) from None
         try:
-            paths.runs.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreConfigError(
-                f"resource 'store', setting 'root' = {str(paths.root)!r}: {e.strerror}"
-            ) from None
+            ensure_writable_dir(paths.runs, "the records' folder")
+        except MetaPB2Error as e:
+            raise StoreConfigError(f"resource 'store', setting 'root' = {str(paths.root)!r}: {e}") from None
 
 
 class RayResource(dg.ConfigurableResource):
@@ -124,6 +128,8 @@ class RayResource(dg.ConfigurableResource):
         try:
             return ray.get(task.remote(*args))
         except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, MetaPB2Error):  # its one line, without the worker's traceback
+                raise e.cause from None
             raise e.as_instanceof_cause() from None
 
 

@@ -1,5 +1,7 @@
 """Definitions present and named; bad settings fail with the setting's name and lose nothing."""
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -182,6 +184,52 @@ def test_a_cluster_gone_before_the_run_starts_fails_it_naming_the_address(tmp_pa
         and "classic_evaluation_pbt [0|cart_pole-earth]" in said
     )
     assert not list((root / "runs").glob("*.json"))  # nothing published
+
+
+def _main_command(home, env: dict, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DAGSTER_HOME": str(home), **env}
+    env.pop("METAPB2_STUDY_ROOT", None)
+    cmd = [sys.executable, "-m", "metapb2_assets.study", *args]
+    return subprocess.run(cmd, cwd=home, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_a_read_only_study_root_is_one_line_before_anything_is_declared_or_run(read_only_dir, ray_head):
+    home = read_only_dir({"dagster.yaml": "telemetry:\n  enabled: false\n"})
+    done = _main_command(home, {"METAPB2_RAY_ADDRESS": ray_head})
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"metapb2-study: error: DAGSTER_HOME {home} is not writable"
+    ], done.stderr[-3000:]
+    sub = home / "sub"  # a home the command would have to create there
+    done = _main_command(home, {"METAPB2_RAY_ADDRESS": ray_head, "DAGSTER_HOME": str(sub)})
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"metapb2-study: error: cannot create DAGSTER_HOME {sub}: Read-only file system"
+    ], done.stderr[-3000:]
+    assert sorted(p.name for p in home.iterdir()) == ["dagster.yaml"]
+
+
+def test_a_full_study_root_fails_the_run_in_one_line_and_publishes_nothing(full_volume, ray_head):
+    import shutil
+
+    from metapb2_core.store import Catalog
+
+    home = full_volume("1500k")  # the instance and catalog fit; a demo-sized checkpoint does not
+    shutil.copy(Path(__file__).parents[1] / "dagster_home" / "dagster.yaml", home)
+    args = ["--tasks", "cart_pole-earth", "--methods", "pbt", "--workers", "1"]
+    done = _main_command(home, {"METAPB2_RAY_ADDRESS": ray_head}, *args)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1, done.stderr[-3000:]
+    ckpt = home / "runs" / "pbt-cart_pole-earth-demo-s0.checkpoint"
+    assert last.startswith(
+        f"metapb2-study: 1 run(s) failed: interval 1 of 5 done, but cannot save the checkpoint {ckpt}: "
+        "No space left on device; there is no earlier one"
+    ), last
+    assert "classic_evaluation_pbt [0|cart_pole-earth]" in last
+    assert list((home / "runs").iterdir()) == []  # no record, no half-written file
+    assert Catalog(home / "metapb2.duckdb").count("runs") == 0  # nothing published
 
 
 def test_unwritable_duckdb_path_names_the_setting(tmp_path, ray_head):

@@ -85,6 +85,17 @@ def test_missing_parent_that_cannot_be_created_is_named(tmp_path):
         Catalog(blocker / "sub" / "c.duckdb").check()
 
 
+def test_a_full_volume_fails_a_write_in_one_line_and_keeps_the_last_commit(full_volume):
+    cat = Catalog(full_volume("1m") / "c.duckdb")
+    cat.write([Replace("t", {"k": 1}, pd.DataFrame({"k": [1] * 10, "v": np.arange(10.0)}))])
+    big = pd.DataFrame({"k": [2] * 300_000, "v": np.random.default_rng(0).random(300_000)})
+    with pytest.raises(StoreError) as e:
+        cat.write([Replace("t", {"k": 2}, big)])
+    assert str(e.value).startswith(f"cannot write the DuckDB catalog {cat.path}: IO Error: ")
+    assert str(e.value).endswith("No space left on device") and "\n" not in str(e.value)
+    assert cat.query("SELECT k, count(*) AS n FROM t GROUP BY k").to_dict("list") == {"k": [1], "n": [10]}
+
+
 HOLD_OPEN = (
     "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('open', flush=True); time.sleep(2)"
 )

@@ -172,8 +172,10 @@ class Catalog:
         try:
             yield con
         except duckdb.Error as e:
-            if _damaged(e):  # a block that fails its checksum is found only when a query reads it
-                raise StoreError(_explain(self.path, e)) from None
+            # a block that fails its checksum is found only when a query reads it; a full volume
+            # only when a write needs room (the transaction is rolled back: the last commit stays)
+            if _damaged(e) or isinstance(e, duckdb.IOException):
+                raise StoreError(_explain(self.path, e, "read" if read_only else "write")) from None
             raise
         finally:
             con.close()
@@ -207,7 +209,7 @@ def _damaged(e: Exception) -> bool:
     return any(w in str(e).lower() for w in _DAMAGE)
 
 
-def _explain(path: Path, e: Exception) -> str:
+def _explain(path: Path, e: Exception, doing: str = "open") -> str:
     text = str(e).splitlines()[0]
     if not path.parent.is_dir():
         return f"cannot create the DuckDB catalog {path}: its folder does not exist ({text})"
@@ -218,7 +220,7 @@ def _explain(path: Path, e: Exception) -> str:
         )
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return f"the DuckDB catalog {path} is not writable ({text})"
-    return f"cannot open the DuckDB catalog {path}: {text}"
+    return f"cannot {doing} the DuckDB catalog {path}: {text}"
 
 
 def _where(where: dict[str, object]) -> tuple[str, list]:

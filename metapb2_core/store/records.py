@@ -11,6 +11,7 @@ write into the folder. The manifest is strict JSON (a non-finite number is ``nul
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -103,34 +104,36 @@ def perturbation_table(run_id: str, perturbations: list[Perturbation], names: li
     ).astype(perturbation_dtypes(names))
 
 
-def ensure_writable_dir(path: str | Path) -> Path:
+def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
+    """``path`` created if needed and writable, or one line naming it as ``what``. Writable is
+    what ``os.access`` says: a read-only volume refuses even root, file modes do not."""
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise MetaPB2Error(f"output directory {out} is a file, not a directory")
+        raise MetaPB2Error(f"{what} {out} is a file, not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise MetaPB2Error(f"cannot create output directory {out}: {e.strerror}") from None
+        raise MetaPB2Error(f"cannot create {what} {out}: {e.strerror}") from None
     if not os.access(out, os.W_OK | os.X_OK):
-        raise MetaPB2Error(f"output directory {out} is not writable")
+        raise MetaPB2Error(f"{what} {out} is not writable")
     return out
 
 
-def check_writable_dir(path: str | Path) -> Path:
+def check_writable_dir(path: str | Path, what: str = "output directory") -> Path:
     """Refuse, before any work, a folder that could not be written: a file, or a folder whose
     nearest existing parent cannot be written. Creates nothing (``ensure_writable_dir`` does)."""
     out = Path(path)
     if out.exists():
         if not out.is_dir():
-            raise MetaPB2Error(f"output directory {out} is a file, not a directory")
+            raise MetaPB2Error(f"{what} {out} is a file, not a directory")
         if not os.access(out, os.W_OK | os.X_OK):
-            raise MetaPB2Error(f"output directory {out} is not writable")
+            raise MetaPB2Error(f"{what} {out} is not writable")
         return out
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise MetaPB2Error(f"cannot create output directory {out}: {parent} is not a writable directory")
+        raise MetaPB2Error(f"cannot create {what} {out}: {parent} is not a writable directory")
     return out
 
 
@@ -224,10 +227,11 @@ def write_record(record: RunRecord, out_dir: str | Path) -> dict[str, Path]:
             os.replace(tmps[name], paths[name])
         os.replace(tmps["meta"], paths["meta"])
     except OSError as e:
-        raise MetaPB2Error(f"cannot write the record of {rid} in {out}: {e.strerror}") from None
+        raise MetaPB2Error(f"cannot write the record of {rid} in {out}: {e.strerror or e}") from None
     finally:
         for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # in a folder made immutable even this fails
+                tmp.unlink(missing_ok=True)
     return paths
 
 
