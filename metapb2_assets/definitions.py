@@ -4,13 +4,11 @@ the stale-evaluation schedule and the automation that keeps method_ranks fresh (
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from metapb2_assets.automation import stale_evaluations_schedule
 from metapb2_assets.family import study_assets
-from metapb2_assets.resources import RayResource, StudyStore
+from metapb2_assets.resources import RayResource, StudyStore, resources_from_env
 from metapb2_assets.stages import stage_jobs
 from metapb2_core.envs import ENV_FAMILIES
 from metapb2_core.study_spec import StudySpec, declared_study
@@ -28,9 +26,8 @@ def studies_of(store: StudyStore, study: StudySpec | None = None) -> list[StudyS
 def build_definitions(
     ray: RayResource | None = None, store: StudyStore | None = None, study: StudySpec | None = None
 ) -> dg.Definitions:
-    # deployments set these (deploy/values.yaml); empty means the embedded default
-    ray = ray or RayResource(address=os.environ.get("METAPB2_RAY_ADDRESS", ""))
-    store = store or StudyStore(root=os.environ.get("METAPB2_STUDY_ROOT", ""))
+    env_ray, env_store = resources_from_env()
+    ray, store = ray or env_ray, store or env_store
     assets, schedules, jobs = [], [], []
     for spec in studies_of(store, study):
         group = study_assets(spec)

@@ -61,20 +61,35 @@ def worker_env(threads: int) -> dict[str, str]:
     }
 
 
+# An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray client
+# server) answers with a SETTINGS frame of its own (frame type 4, the 4th byte of its 9-byte header).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def check_reachable(address: str, setting: str, timeout: float = 5.0) -> None:
-    """Fail fast with the setting's name instead of waiting for Ray's own connection timeout."""
+    """Fail fast with the setting's name instead of waiting for Ray's own connection retries, which
+    last minutes: nothing listens there, or something that is not a gRPC server (a wrong port: the
+    dashboard's, an ssh server's) would hang ``ray.init``."""
     hostport = address.removeprefix("ray://")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise RayConfigError(f"{setting} = {address!r} is not an address of the form [ray://]HOST:PORT")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            s.sendall(_HTTP2_PREFACE)
+            head = s.recv(9)
+    except TimeoutError:
+        head = b""  # listening, but silent: not a gRPC server
     except OSError as e:
         raise RayConfigError(
             f"{setting} = {address!r}: no Ray cluster answers there ({e.strerror or e}); "
             "leave it empty for a local Ray, or start the cluster first"
         ) from None
+    if len(head) < 4 or head[3] != 4:
+        raise RayConfigError(
+            f"{setting} = {address!r}: something listens there but it is not a Ray cluster (no gRPC "
+            "answer); give the head's GCS port (6379 by default) or ray://HOST:10001"
+        )
 
 
 def _free_port() -> int:
@@ -135,16 +150,27 @@ def _start_head(state_dir: Path, num_cpus: int) -> str:
     ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", **SINGLE_MACHINE}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        raise RayConfigError(f"could not start a local Ray head: {done.stderr.strip()[-800:]}")
     address = f"{LOOPBACK}:{port}"
+    (state_dir / "ray_address").write_text(address)  # what stop_local_head needs to find its processes
+    if done.returncode != 0:
+        stop_local_head(state_dir)  # a half-started head (GCS, dashboard, monitors) left no process behind
+        raise RayConfigError(
+            f"could not start a local Ray head in {temp_dir(state_dir)} (a full or read-only /tmp?): "
+            f"{_last_line(done.stderr) or f'ray start exited {done.returncode}'}"
+        )
     deadline = time.monotonic() + 60
     while not _alive(address):
         if time.monotonic() > deadline:
+            stop_local_head(state_dir)
             raise RayConfigError(f"the local Ray head at {address} did not come up within 60 s")
         time.sleep(0.2)
-    (state_dir / "ray_address").write_text(address)
     return address
+
+
+def _last_line(text: str) -> str:
+    """The last line of a program's error output that says something (not a traceback's carets)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().strip("^~ ")]
+    return lines[-1] if lines else ""
 
 
 def _start_watchdog(state_dir: Path, idle_seconds: float) -> None:

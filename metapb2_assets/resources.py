@@ -11,10 +11,13 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from metapb2_core.errors import MetaPB2Error
-from metapb2_core.store import StoreError
+from metapb2_core.store import StoreError, ensure_writable_dir
 from metapb2_core.study import StudyPaths
 
 T = TypeVar("T")
+# deployments set these (deploy/values.yaml); empty means the embedded default
+RAY_ADDRESS_ENV = "METAPB2_RAY_ADDRESS"
+STUDY_ROOT_ENV = "METAPB2_STUDY_ROOT"
 
 
 def default_home() -> Path:
@@ -44,6 +47,12 @@ class StudyStore(dg.ConfigurableResource):
         return StudyPaths(root, db)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """The catalog opens (created if absent) and the records' folder can be written, or one
+        line naming the setting and why (a read-only volume, a damaged catalog): at each run's
+        start, and in the main command before anything is declared or run."""
         paths = self.paths()
         try:
             paths.catalog().check()
@@ -52,11 +61,9 @@ class StudyStore(dg.ConfigurableResource):
                 f"resource 'store', setting 'database' = {str(paths.database)!r}: {e}"
             ) from None
         try:
-            paths.runs.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreConfigError(
-                f"resource 'store', setting 'root' = {str(paths.root)!r}: {e.strerror}"
-            ) from None
+            ensure_writable_dir(paths.runs, "the records' folder")
+        except MetaPB2Error as e:
+            raise StoreConfigError(f"resource 'store', setting 'root' = {str(paths.root)!r}: {e}") from None
 
 
 class RayResource(dg.ConfigurableResource):
@@ -91,7 +98,7 @@ class RayResource(dg.ConfigurableResource):
                 f"resource 'ray', setting 'cpus_per_task' must be ≥ 1, got {self.cpus_per_task}"
             )
         if self.address:
-            ray_cluster.check_reachable(self.address, "resource 'ray', setting 'address'")
+            self.check_address()
             address = self.address
         else:
             cpus = self.num_cpus or len(os.sched_getaffinity(0))
@@ -99,6 +106,19 @@ class RayResource(dg.ConfigurableResource):
             address = ray_cluster.local_head(state, cpus, self.idle_seconds)
         ray_cluster.connect(address, self.cpus_per_task)
         self._ready = True
+
+    def check_address(self) -> None:
+        """An address no Ray cluster answers at, refused in one line naming it and where it was set
+        (at each run's start, and by the main command before any run)."""
+        from metapb2_assets import ray_cluster
+
+        if self.address:
+            ray_cluster.check_reachable(self.address, self.address_setting())
+
+    def address_setting(self) -> str:
+        if self.address and self.address == os.environ.get(RAY_ADDRESS_ENV):
+            return f"{RAY_ADDRESS_ENV} (resource 'ray', setting 'address')"
+        return "resource 'ray', setting 'address'"
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a Ray worker holding ``cpus_per_task`` CPUs; its exception is re-raised here."""
@@ -108,4 +128,14 @@ class RayResource(dg.ConfigurableResource):
         try:
             return ray.get(task.remote(*args))
         except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, MetaPB2Error):  # its one line, without the worker's traceback
+                raise e.cause from None
             raise e.as_instanceof_cause() from None
+
+
+def resources_from_env() -> tuple[RayResource, StudyStore]:
+    """The resources a deployment configures through the environment (``METAPB2_RAY_ADDRESS``,
+    ``METAPB2_STUDY_ROOT``); unset, the embedded defaults."""
+    return RayResource(address=os.environ.get(RAY_ADDRESS_ENV, "")), StudyStore(
+        root=os.environ.get(STUDY_ROOT_ENV, "")
+    )

@@ -69,22 +69,25 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
     home = os.environ["DAGSTER_HOME"]
-    Path(home).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
     def say(text: str) -> None:
         print(f"[{time.perf_counter() - start:6.1f}s] {text}", file=sys.stderr, flush=True)
 
     from metapb2_assets import ray_cluster
-    from metapb2_assets.resources import StudyStore, default_home
+    from metapb2_assets.resources import default_home, resources_from_env
     from metapb2_assets.study_runner import StudyRunner
     from metapb2_core.errors import MetaPB2Error
     from metapb2_core.evaluation.report import format_report
+    from metapb2_core.store import ensure_writable_dir
 
-    store = StudyStore(root=os.environ.get("METAPB2_STUDY_ROOT", ""))
-    try:
+    ray, store = resources_from_env()
+    try:  # before anything is declared or run (every run would fail on these), in this order:
+        ray.check_address()  # writes nothing
+        ensure_writable_dir(home, "DAGSTER_HOME")  # the instance's run and event storage
+        store.check()  # the records' folder and the catalog
         spec = declare(args, store.paths().root, say)
-        runner = StudyRunner(spec, store=store)
+        runner = StudyRunner(spec, ray=ray, store=store)
     except MetaPB2Error as e:
         print(f"metapb2-study: error: {e}", file=sys.stderr)
         return 2

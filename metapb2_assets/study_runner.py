@@ -44,9 +44,38 @@ class StepResult:
     step: Step
     success: bool
     run_id: str
+    reason: str = ""  # of a failed run: the first line of what failed it
 
     def describe(self) -> str:
         return f"{self.step.describe()} (run {self.run_id})"
+
+
+def failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    """One line saying why a run failed: the deepest cause of its first failure event (a resource
+    that could not start, a step's error), without Dagster's wrappers."""
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
+        if error is None:
+            continue
+        while error.cause is not None:
+            error = error.cause
+        line = (error.message.strip().splitlines() or [error.cls_name or "failed"])[0]
+        prefix, sep, rest = line.partition(": ")  # "module.ClassName: message"
+        return rest if sep and error.cls_name and prefix.endswith(error.cls_name) else line
+    return ""
+
+
+def failed_summary(failed: list[StepResult]) -> str:
+    """The one line a phase with failed runs ends the main command with: each reason once, with
+    the runs it failed."""
+    by_reason: dict[str, list[StepResult]] = {}
+    for r in failed:
+        by_reason.setdefault(r.reason or "see the run's log", []).append(r)
+    parts = [f"{reason} ({', '.join(r.describe() for r in runs)})" for reason, runs in by_reason.items()]
+    return (
+        f"{len(failed)} run(s) failed: {'; '.join(parts)}; see them in the UI's run list, fix, and "
+        "run the same command again"
+    )
 
 
 def prepare_instance(home: str) -> None:
@@ -77,7 +106,7 @@ def _execute(home: str, settings: dict, spec: dict, stage: Stage, partition: str
         partition_key=partition,
         raise_on_error=False,
     )
-    return result.success, result.run_id
+    return result.success, result.run_id, "" if result.success else failure_reason(result)
 
 
 class StudyRunner:
@@ -204,10 +233,7 @@ class StudyRunner:
                 results += done
                 failed = [r for r in done if not r.success]
                 if failed:
-                    raise MetaPB2Error(
-                        f"{len(failed)} run(s) failed: {', '.join(r.describe() for r in failed)}; "
-                        "see them in the UI's run list, fix, and run the same command again"
-                    )
+                    raise MetaPB2Error(failed_summary(failed))
         finally:
             if pool:
                 pool.shutdown()

@@ -29,7 +29,7 @@ from metapb2_core.methods import Method
 from metapb2_core.ppo.trainer import get_trainer, hparams_from_configs
 from metapb2_core.rounds import Perturbation
 from metapb2_core.space import Config, SearchSpace
-from metapb2_core.store.checkpoints import load_checkpoint, save_checkpoint
+from metapb2_core.store.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -145,7 +145,18 @@ def run_population(
                 "compile_seconds": compile_seconds,
                 "elapsed": offset + time.perf_counter() - start,
             }
-            save_checkpoint(checkpoint, state)
+            try:
+                save_checkpoint(checkpoint, state)
+            except CheckpointError as e:  # stop now: a record could not be saved there either
+                then = (
+                    f"the one after interval {r - 1} is kept: free space or fix the folder, then run "
+                    "again to continue from it"
+                    if r > 1
+                    else "there is no earlier one: free space or fix the folder, then run again"
+                )
+                raise CheckpointError(
+                    f"interval {r} of {budget.num_intervals} done, but {e}; {then}"
+                ) from None
             saving += time.perf_counter() - t_save
 
     wall = offset + time.perf_counter() - start

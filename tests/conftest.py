@@ -123,3 +123,51 @@ def short_pbt_record(pbt_record):
     """PBT on cart_pole-earth at the short budget (about a minute): the learning test checks it
     learned, the slow resume tests that a killed run ends equal to it."""
     return pbt_record("short")
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """``mount(*args) -> Path``: a mount (``mount ARGS DIR``) on a fresh folder, unmounted at the
+    end; skips where this process may not mount (not root, no CAP_SYS_ADMIN). As root, file modes
+    stop no write: a read-only bind mount and a small tmpfs are the faithful read-only and full
+    volumes (``os.access`` reports a read-only volume even to root)."""
+    mounted = []
+
+    def mount(*args: str) -> Path:
+        target = tmp_path / f"mount{len(mounted)}"
+        target.mkdir()
+        done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount here: {done.stderr.strip()}")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+@pytest.fixture
+def full_volume(mount):
+    """A volume of ``size`` (e.g. "1500k"), as a function: a tmpfs that fills up for real."""
+    return lambda size: mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs")
+
+
+@pytest.fixture
+def read_only_dir(mount, tmp_path):
+    """A read-only view (bind mount) of a fresh folder holding ``files`` (name → text)."""
+
+    def make(files: dict[str, str] | None = None) -> Path:
+        source = tmp_path / "ro-source"
+        source.mkdir()
+        for name, text in (files or {}).items():
+            (source / name).write_text(text)
+        target = mount("--bind", str(source))
+        remount = subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(target)], capture_output=True, text=True
+        )
+        if remount.returncode:
+            pytest.skip(f"cannot remount read-only here: {remount.stderr.strip()}")
+        return target
+
+    return make

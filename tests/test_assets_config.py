@@ -1,5 +1,7 @@
 """Definitions present and named; bad settings fail with the setting's name and lose nothing."""
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -116,6 +118,118 @@ def test_wrong_ray_address_names_the_setting(tmp_path):
     with pytest.raises(dg.DagsterResourceFunctionError) as e:
         _materialise(tmp_path, RayResource(address="not-an-address"), StudyStore(root=str(tmp_path)))
     assert "is not an address of the form [ray://]HOST:PORT" in _cause(e)
+
+
+def _silent_listener():
+    """A port where something listens but never answers (a wrong port: not a Ray GCS)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    return server
+
+
+@pytest.mark.parametrize("where", ["nothing", "not-ray"])
+def test_the_main_command_refuses_a_ray_address_with_no_cluster_in_one_line_before_any_run(tmp_path, where):
+    import os
+    import subprocess
+    import sys
+
+    server = _silent_listener() if where == "not-ray" else None
+    address = f"127.0.0.1:{server.getsockname()[1]}" if server else "127.0.0.1:1"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "METAPB2_RAY_ADDRESS": address}
+    env.pop("METAPB2_STUDY_ROOT", None)
+    try:
+        cmd = [sys.executable, "-m", "metapb2_assets.study"]
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        if server:
+            server.close()
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    said = f"metapb2-study: error: METAPB2_RAY_ADDRESS (resource 'ray', setting 'address') = '{address}': "
+    assert lines[0].startswith(said)
+    why = {
+        "nothing": "no Ray cluster answers there",
+        "not-ray": "something listens there but it is not a Ray",
+    }
+    assert why[where] in lines[0]
+    assert list(tmp_path.iterdir()) == []  # nothing declared, no instance, no catalog
+
+
+def test_a_cluster_gone_before_the_run_starts_fails_it_naming_the_address(tmp_path):
+    from metapb2_assets import ray_cluster
+    from metapb2_assets.study_runner import StudyRunner
+    from metapb2_core.errors import MetaPB2Error
+    from metapb2_core.study_spec import DEMO
+
+    state, root = tmp_path / "ray", tmp_path / "root"
+    root.mkdir()
+    (root / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    address = ray_cluster.local_head(state, 1)
+    spec = DEMO.with_changes(tasks=["cart_pole-earth"], methods=["pbt"])  # one run
+    runner = StudyRunner(spec, RayResource(address=address), StudyStore(root=str(root)))
+    try:
+        runner.resources["ray"].check_address()  # a live Ray GCS passes the check
+    finally:
+        ray_cluster.release(state)  # the cluster goes away ...
+    assert ray_cluster.running_head(state) is None
+    with pytest.raises(MetaPB2Error) as e:  # ... before the run starts
+        runner.run(str(root), workers=1)
+    said = str(e.value)
+    assert said.startswith("1 run(s) failed: resource 'ray', setting 'address' = ") and "\n" not in said
+    assert (
+        f"'{address}': no Ray cluster answers there" in said
+        and "classic_evaluation_pbt [0|cart_pole-earth]" in said
+    )
+    assert not list((root / "runs").glob("*.json"))  # nothing published
+
+
+def _main_command(home, env: dict, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DAGSTER_HOME": str(home), **env}
+    env.pop("METAPB2_STUDY_ROOT", None)
+    cmd = [sys.executable, "-m", "metapb2_assets.study", *args]
+    return subprocess.run(cmd, cwd=home, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_a_read_only_study_root_is_one_line_before_anything_is_declared_or_run(read_only_dir, ray_head):
+    home = read_only_dir({"dagster.yaml": "telemetry:\n  enabled: false\n"})
+    done = _main_command(home, {"METAPB2_RAY_ADDRESS": ray_head})
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"metapb2-study: error: DAGSTER_HOME {home} is not writable"
+    ], done.stderr[-3000:]
+    sub = home / "sub"  # a home the command would have to create there
+    done = _main_command(home, {"METAPB2_RAY_ADDRESS": ray_head, "DAGSTER_HOME": str(sub)})
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"metapb2-study: error: cannot create DAGSTER_HOME {sub}: Read-only file system"
+    ], done.stderr[-3000:]
+    assert sorted(p.name for p in home.iterdir()) == ["dagster.yaml"]
+
+
+def test_a_full_study_root_fails_the_run_in_one_line_and_publishes_nothing(full_volume, ray_head):
+    import shutil
+
+    from metapb2_core.store import Catalog
+
+    home = full_volume("1500k")  # the instance and catalog fit; a demo-sized checkpoint does not
+    shutil.copy(Path(__file__).parents[1] / "dagster_home" / "dagster.yaml", home)
+    args = ["--tasks", "cart_pole-earth", "--methods", "pbt", "--workers", "1"]
+    done = _main_command(home, {"METAPB2_RAY_ADDRESS": ray_head}, *args)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1, done.stderr[-3000:]
+    ckpt = home / "runs" / "pbt-cart_pole-earth-demo-s0.checkpoint"
+    assert last.startswith(
+        f"metapb2-study: 1 run(s) failed: interval 1 of 5 done, but cannot save the checkpoint {ckpt}: "
+        "No space left on device; there is no earlier one"
+    ), last
+    assert "classic_evaluation_pbt [0|cart_pole-earth]" in last
+    assert list((home / "runs").iterdir()) == []  # no record, no half-written file
+    assert Catalog(home / "metapb2.duckdb").count("runs") == 0  # nothing published
 
 
 def test_unwritable_duckdb_path_names_the_setting(tmp_path, ray_head):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -66,19 +67,36 @@ def a_file(tmp_path):
     (tmp_path / "afile").write_text("not a directory")
 
 
-def damaged_record(tmp_path):
-    """A runs folder holding one record whose points file was truncated after it was written."""
+def a_record(tmp_path) -> Path:
+    """A runs folder holding one small sound record; returns its manifest."""
     from metapb2_core.store import RunRecord, write_record
 
     points = pd.DataFrame(
         {"run_id": "pb2-acrobot-earth-smoke-s0", "task": "acrobot-earth", "method": "pb2", "seed": 0,
          "member": [0], "timesteps": [800], "eval_return": [1.0], "eval_is_fresh": [True]}
     )  # fmt: skip
-    write_record(
-        RunRecord("pb2-acrobot-earth-smoke-s0", points, pd.DataFrame(), {"method": "pb2"}), tmp_path / "runs"
-    )
+    meta = {"run_id": "pb2-acrobot-earth-smoke-s0", "task": "acrobot-earth", "method": "pb2", "seed": 0,
+            "budget": "smoke", "budget_sizes": {}}  # fmt: skip
+    return write_record(RunRecord(meta["run_id"], points, pd.DataFrame(), meta), tmp_path / "runs")["meta"]
+
+
+def damaged_record(tmp_path):
+    """A runs folder holding one record whose points file was truncated after it was written."""
+    a_record(tmp_path)
     f = tmp_path / "runs" / "pb2-acrobot-earth-smoke-s0.points.parquet"
     f.write_bytes(f.read_bytes()[:40])
+
+
+def spoiled_manifest(spoil):
+    """A runs folder holding one record whose manifest was then edited by ``spoil``."""
+
+    def setup(tmp_path):
+        path = a_record(tmp_path)
+        manifest = json.loads(path.read_text())
+        spoil(manifest)
+        path.write_text(json.dumps(manifest))
+
+    return setup
 
 
 def damaged_meta_table(tmp_path):
@@ -96,6 +114,20 @@ def truncated_catalog(tmp_path):
     con.execute("CREATE TABLE runs AS SELECT range AS x FROM range(100000)")
     con.close()
     db.write_bytes(db.read_bytes()[:5000])
+
+
+def corrupt_catalog(tmp_path):
+    """A catalog of the right size whose first data block was overwritten: it opens and lists its
+    tables; the damage shows only when a query reads that block."""
+    import duckdb
+
+    db = tmp_path / "cat.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE run_points AS SELECT range AS x, range * 0.5 AS y FROM range(300000)")
+    con.close()
+    data = bytearray(db.read_bytes())
+    data[12288 + 1000 : 12288 + 9000] = b"\xff" * 8000  # after the 3 header pages of 4 KiB
+    db.write_bytes(bytes(data))
 
 
 # (arguments, what the one error line says, files made first): every bad input is refused with one
@@ -138,6 +170,10 @@ BAD_INPUT = {
     "report-alpha-above-1": (["report", ".", "--alpha", "1.5"], "--alpha must lie in (0, 1), got 1.5", None),
     "report-alpha-zero": (["report", ".", "--alpha", "0"], "--alpha must lie in (0, 1), got 0", None),
     "report-of-a-truncated-catalog": (["report", "cat.duckdb"], "cat.duckdb is not a valid DuckDB database", truncated_catalog),
+    "report-of-a-corrupt-catalog": (["report", "cat.duckdb"], "cat.duckdb is not a valid DuckDB database (truncated, corrupt", corrupt_catalog),
+    "meta-from-a-manifest-without-budget": (["meta", "runs", "--out", "m"], "pb2-acrobot-earth-smoke-s0.json lacks 'budget'", spoiled_manifest(lambda m: m.pop("budget"))),
+    "report-of-a-manifest-without-task": (["report", "runs"], "pb2-acrobot-earth-smoke-s0.json lacks 'task'", spoiled_manifest(lambda m: m.pop("task"))),
+    "report-of-a-manifest-without-record-files": (["report", "runs"], "pb2-acrobot-earth-smoke-s0.json: record_files has no size and digest of its points file (got [])", spoiled_manifest(lambda m: m.update(record_files=[]))),
     "portfolio-negative-seed": ([*PORTFOLIO, "--seeds", "-1", "--out", "p"], "seed must be an integer in [0, 2^32), got -1", None),
     "portfolio-no-configs": ([*PORTFOLIO, "--configs", "0", "--out", "p"], "configs (random configurations per task and seed) must be positive", None),
     "portfolio-no-intervals": ([*PORTFOLIO, "--intervals", "0", "--out", "p"], "intervals (each candidate's training) must be positive", None),

@@ -333,7 +333,9 @@ def test_single_task_evaluation_notes_the_missing_final_test():
 def test_load_points_from_a_folder_and_a_dataframe(tmp_path):
     points = make_points(grid(["t1"], ["a", "b"], [0], lambda *_: [1.0]))
     for run_id, df in points.groupby("run_id"):
-        write_record(RunRecord(run_id, df, pd.DataFrame(), {"run_id": run_id}), tmp_path / "nested")
+        ident = df[["run_id", "task", "method", "seed"]].iloc[0].to_dict()
+        meta = {**ident, "seed": int(ident["seed"]), "budget": "smoke", "budget_sizes": {}}
+        write_record(RunRecord(run_id, df, pd.DataFrame(), meta), tmp_path / "nested")
     (tmp_path / ".x.points.parquet.123.tmp").write_text("half-written")
     # points without a manifest: a writer killed before its record was complete
     points.head(3).assign(run_id="c-t1-smoke-s0").to_parquet(

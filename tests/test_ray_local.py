@@ -5,6 +5,7 @@ stopped by the watchdog."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -107,3 +108,18 @@ def test_a_one_shot_dagster_asset_materialize_leaves_no_ray_process_behind(tmp_p
     assert (home / "runs").is_dir() and any((home / "runs").glob("*.json"))  # it did run on Ray
     assert wait_gone(state, 1.0) == []
     assert not ray_cluster.temp_dir(state).exists()
+
+
+def test_a_local_head_that_cannot_start_says_why_in_one_line_and_leaves_no_process(tmp_path):
+    """Under a file-size limit (``ulimit -f``) Ray's own files cannot grow and ``ray start`` fails
+    half-way, its GCS, dashboard and monitors already running: they are stopped."""
+    state = tmp_path / ".ray"
+    script = "import sys; from pathlib import Path; from metapb2_assets import ray_cluster; "
+    script += "ray_cluster.local_head(Path(sys.argv[1]), 1)"
+    cmd = f"ulimit -f 300; exec {sys.executable} -c {shlex.quote(script)} {shlex.quote(str(state))}"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(["bash", "-c", cmd], env=env, capture_output=True, text=True, timeout=600)
+    last = done.stderr.strip().splitlines()[-1]
+    said = f"RayConfigError: could not start a local Ray head in {ray_cluster.temp_dir(state)}"
+    assert done.returncode == 1 and last.startswith(f"metapb2_assets.ray_cluster.{said}"), done.stderr[-3000:]
+    assert wait_gone(state, 10.0) == []

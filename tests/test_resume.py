@@ -4,6 +4,7 @@ checkpoint goes when the record is written, and ``--restart`` ignores it."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from conftest import META_TARGET, pbt_args, pbt_run_id
 from metapb2_core.methods import METHODS
 from metapb2_core.run import RunRequest, execute_run, save_run
 from metapb2_core.store import checkpoint_path, load_checkpoint, read_record
+from metapb2_core.store.checkpoints import CheckpointError
 
 TIMING = ["wall_seconds", "total_run_time"]
 
@@ -102,6 +104,74 @@ def test_restart_ignores_a_checkpoint_and_another_request_never_reads_it(tmp_pat
     # a truncated checkpoint (a disk filled up mid-write) makes the run start afresh, not fail
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     assert execute_run(run, out_dir=tmp_path).meta["resumed_from_interval"] == 0
+
+
+# ---- a checkpoint that cannot be written: the last good one stays, one line says so ---------------
+
+
+def test_a_checkpoint_that_cannot_be_saved_keeps_the_last_good_one_and_fails_in_one_line(
+    tmp_path, monkeypatch
+):
+    run = RunRequest("cart_pole-earth", "pbt", 0, "smoke").resolve()
+    ckpt = checkpoint_path(tmp_path, run.run_id)
+    real = os.replace
+
+    def full_from_the_second_save(src, dst):
+        if Path(dst) == ckpt and ckpt.exists():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_from_the_second_save)
+    with pytest.raises(CheckpointError) as e:
+        execute_run(run, out_dir=tmp_path)
+    assert str(e.value) == (
+        f"interval 2 of 3 done, but cannot save the checkpoint {ckpt}: No space left on device; the one "
+        "after interval 1 is kept: free space or fix the folder, then run again to continue from it"
+    )
+    assert load_checkpoint(ckpt)["intervals_done"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [ckpt.name]  # no temporary file left
+    monkeypatch.undo()  # space again: the same request continues from the kept checkpoint
+    assert execute_run(run, out_dir=tmp_path).meta["resumed_from_interval"] == 1
+
+
+def test_a_folder_made_immutable_mid_run_keeps_the_last_checkpoint_and_fails_in_one_line(tmp_path):
+    out = tmp_path / "runs"
+    out.mkdir()
+    (out / "probe").write_text("")
+    if subprocess.run(["chattr", "+i", str(out / "probe")], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available on this file system")
+    subprocess.run(["chattr", "-i", str(out / "probe")], check=True)
+    (out / "probe").unlink()
+    run = RunRequest("cart_pole-earth", "pbt", 0, "smoke").resolve()
+    ckpt = checkpoint_path(out, run.run_id)
+
+    def freeze_after_the_first_checkpoint(r, *_):
+        if r == 2:  # interval 2 ends; its checkpoint comes next
+            subprocess.run(["chattr", "+i", str(out)], check=True)
+
+    try:
+        with pytest.raises(CheckpointError) as e:
+            execute_run(run, progress=freeze_after_the_first_checkpoint, out_dir=out)
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], check=True)
+    assert str(e.value).startswith(
+        f"interval 2 of 3 done, but cannot save the checkpoint {ckpt}: Operation not permitted; the one "
+        "after interval 1 is kept"
+    )
+    assert load_checkpoint(ckpt)["intervals_done"] == 1 and [p.name for p in out.iterdir()] == [ckpt.name]
+
+
+def test_metapb2_run_under_a_file_size_limit_fails_in_one_line_before_writing_anything(tmp_path):
+    """``ulimit -f``: the first checkpoint is too large; the command says so in one line."""
+    exe = Path(sys.executable).with_name("metapb2")
+    cmd = f"ulimit -f 64; exec {exe} run --task cart_pole-earth --method pbt --quiet --out runs"
+    done = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    ckpt = Path("runs") / f"{RunRequest('cart_pole-earth', 'pbt', 0, 'smoke').resolve().run_id}.checkpoint"
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"metapb2: error: interval 1 of 3 done, but cannot save the checkpoint {ckpt}: File too large; there "
+        "is no earlier one: free space or fix the folder, then run again"
+    ], done.stderr[-3000:]
+    assert list((tmp_path / "runs").iterdir()) == []
 
 
 # ---- a real crash: SIGKILL of the `metapb2 run` process, then the same command --------------------

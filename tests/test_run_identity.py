@@ -131,7 +131,8 @@ def small_record(note: str, best: float = 1.0) -> RunRecord:
         }
     )
     perturbations = pd.DataFrame({"run_id": [BASE], "member": [1]})
-    return RunRecord(BASE, points, perturbations, {"run_id": BASE, "note": note, "best": best})
+    ident = {"task": TASK, "method": "pbt", "seed": 0, "budget": "smoke", "budget_sizes": {}}
+    return RunRecord(BASE, points, perturbations, {"run_id": BASE, **ident, "note": note, "best": best})
 
 
 KILLED_WRITER = """
@@ -175,6 +176,32 @@ def test_a_damaged_or_swapped_file_does_not_read_as_the_record(tmp_path):
     points.write_bytes(points.read_bytes()[:-20])
     with pytest.raises(RecordError, match=r"points.parquet does not match its manifest"):
         read_record(tmp_path, BASE)
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (lambda m: m.pop("budget"), "lacks 'budget'"),
+        (lambda m: m.pop("task"), "lacks 'task'"),
+        (
+            lambda m: m.update(record_files=[]),
+            "record_files has no size and digest of its points file (got [])",
+        ),
+        (lambda m: m["record_files"].pop("perturbations"), "no size and digest of its perturbations file"),
+        (lambda m: m.update(seed="0"), "'seed' is '0', not an integer"),
+    ],
+    ids=["no-budget", "no-task", "record-files-a-list", "no-perturbations-entry", "seed-a-string"],
+)
+def test_a_manifest_without_what_readers_need_is_refused_in_one_line_naming_it(tmp_path, spoil, message):
+    write_record(small_record("a"), tmp_path)
+    path = tmp_path / f"{BASE}.json"
+    manifest = json.loads(path.read_text())
+    spoil(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(RecordError) as e:
+        read_record(tmp_path, BASE)
+    assert str(e.value).startswith(f"run record manifest {path}") and message in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_the_sweep_keeps_temp_files_of_live_writers(tmp_path):

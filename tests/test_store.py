@@ -1,7 +1,11 @@
 """The DuckDB catalog (replace-by-key, concurrency, bad files), staleness and the run checks."""
 
+import fcntl
+import logging
 import multiprocessing as mp
 import os
+import subprocess
+import sys
 
 import duckdb
 import numpy as np
@@ -12,6 +16,7 @@ from metapb2_core.budgets import get_budget
 from metapb2_core.checks import expected_perturbations, run_checks
 from metapb2_core.space import SEARCH_SPACE
 from metapb2_core.store import Catalog, Lineage, Replace, StoreError, lineage_rows
+from metapb2_core.store import catalog as catalog_module
 from metapb2_core.store.staleness import partition_seed, settings_version, stale_partitions
 
 
@@ -78,6 +83,66 @@ def test_missing_parent_that_cannot_be_created_is_named(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot create the DuckDB catalog"):
         Catalog(blocker / "sub" / "c.duckdb").check()
+
+
+def test_a_full_volume_fails_a_write_in_one_line_and_keeps_the_last_commit(full_volume):
+    cat = Catalog(full_volume("1m") / "c.duckdb")
+    cat.write([Replace("t", {"k": 1}, pd.DataFrame({"k": [1] * 10, "v": np.arange(10.0)}))])
+    big = pd.DataFrame({"k": [2] * 300_000, "v": np.random.default_rng(0).random(300_000)})
+    with pytest.raises(StoreError) as e:
+        cat.write([Replace("t", {"k": 2}, big)])
+    assert str(e.value).startswith(f"cannot write the DuckDB catalog {cat.path}: IO Error: ")
+    assert str(e.value).endswith("No space left on device") and "\n" not in str(e.value)
+    assert cat.query("SELECT k, count(*) AS n FROM t GROUP BY k").to_dict("list") == {"k": [1], "n": [10]}
+
+
+HOLD_OPEN = (
+    "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('open', flush=True); time.sleep(2)"
+)
+
+
+def test_a_catalog_held_open_elsewhere_is_waited_for_saying_who_holds_it(tmp_path, caplog):
+    path = tmp_path / "c.duckdb"
+    Catalog(path).check()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with caplog.at_level(logging.WARNING, catalog_module.__name__), pytest.raises(StoreError) as e:
+            Catalog(path, timeout=0.5).write([])
+        who = f"process {holder.pid} ("
+        assert str(e.value).startswith(f"gave up after 0.5s waiting for the DuckDB catalog {path}: {who}")
+        assert "\n" not in str(e.value)
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == 1 and said[0].startswith(
+            f"waiting up to 0.5s for the DuckDB catalog {path}: {who}"
+        )
+        # a longer wait outlasts the holder, and the write goes through
+        Catalog(path, timeout=60).write([Replace("t", {"k": 1}, pd.DataFrame({"k": [1]}))])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert Catalog(path).count("t") == 1
+
+
+def test_a_long_wait_for_the_platforms_write_lock_says_who_holds_it(tmp_path, caplog, monkeypatch):
+    cat = Catalog(tmp_path / "c.duckdb", timeout=0.5)
+    cat.check()
+    monkeypatch.setattr(catalog_module, "SAY_WAIT_AFTER_S", 0.1)
+    fd = os.open(cat.lock_path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another writer (here: another open file of this process)
+    try:
+        with caplog.at_level(logging.WARNING, catalog_module.__name__), pytest.raises(StoreError) as e:
+            cat.write([])
+    finally:
+        os.close(fd)
+    who = f"process {os.getpid()} (another writer of the platform) holds it"
+    assert (
+        str(e.value)
+        == f"gave up after 0.5s waiting for the lock {cat.lock_path} of the DuckDB catalog: {who}"
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        f"waiting up to 0.5s for the lock {cat.lock_path} of the DuckDB catalog: {who}"
+    ]
 
 
 def test_stale_partitions_by_code_version_and_newer_inputs(tmp_path):

@@ -12,7 +12,9 @@ A process outside the platform holding the file (the duckdb shell, a notebook) i
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,9 @@ import duckdb
 import pandas as pd
 
 from metapb2_core.errors import MetaPB2Error
+
+log = logging.getLogger(__name__)
+SAY_WAIT_AFTER_S = 5.0  # a wait for the platform's write lock longer than this is said in the log
 
 
 class StoreError(MetaPB2Error):
@@ -116,16 +121,25 @@ class Catalog:
                 f"cannot create the DuckDB catalog in {self.path.parent}: {e.strerror}"
             ) from None
         try:
-            deadline = time.monotonic() + self.timeout
+            start = time.monotonic()
+            said = False
             while True:
                 try:
                     fcntl.flock(fd, mode | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() > deadline:
+                    waited = time.monotonic() - start
+                    if waited > self.timeout:
                         raise StoreError(
-                            f"gave up after {self.timeout:.0f}s waiting for the lock on {self.path}"
+                            f"gave up after {self.timeout:g}s waiting for the lock {self.lock_path} of "
+                            f"the DuckDB catalog: {_flock_holders(fd)} holds it"
                         ) from None
+                    if not said and waited > SAY_WAIT_AFTER_S:  # a write takes well under a second
+                        log.warning(
+                            "waiting up to %gs for the lock %s of the DuckDB catalog: %s holds it",
+                            self.timeout, self.lock_path, _flock_holders(fd),
+                        )  # fmt: skip
+                        said = True
                     time.sleep(0.05)
             yield
         finally:
@@ -133,37 +147,80 @@ class Catalog:
 
     @contextmanager
     def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        deadline = time.monotonic() + self.timeout
+        deadline, waiting = time.monotonic() + self.timeout, False
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.IOException as e:
-                if "lock" in str(e).lower() and time.monotonic() < deadline:
-                    time.sleep(0.2)  # held by a process outside the platform: wait for it
-                    continue
-                raise StoreError(_explain(self.path, e)) from None
+                if "lock" not in str(e).lower():
+                    raise StoreError(_explain(self.path, e)) from None
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"gave up after {self.timeout:g}s waiting for the DuckDB catalog {self.path}: "
+                        f"{_holder(e)} keeps it open; close it there and run again"
+                    ) from None
+                if not waiting:  # held by a process outside the platform: wait for it, saying so
+                    log.warning(
+                        "waiting up to %gs for the DuckDB catalog %s: %s keeps it open (a duckdb "
+                        "shell or notebook?)", self.timeout, self.path, _holder(e)
+                    )  # fmt: skip
+                    waiting = True
+                time.sleep(0.2)
             except duckdb.Error as e:
                 raise StoreError(_explain(self.path, e)) from None
         try:
             yield con
+        except duckdb.Error as e:
+            # a block that fails its checksum is found only when a query reads it; a full volume
+            # only when a write needs room (the transaction is rolled back: the last commit stays)
+            if _damaged(e) or isinstance(e, duckdb.IOException):
+                raise StoreError(_explain(self.path, e, "read" if read_only else "write")) from None
+            raise
         finally:
             con.close()
 
 
-def _explain(path: Path, e: Exception) -> str:
+def _flock_holders(fd: int) -> str:
+    """The processes holding a ``flock`` on the file open as ``fd``, from /proc/locks (Linux)."""
+    st = os.fstat(fd)
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        lines = []
+    pids = sorted(
+        {f[4] for f in (line.split() for line in lines) if len(f) > 5 and f[1] == "FLOCK" and f[5] == dev}
+    )
+    return f"process {', '.join(pids)} (another writer of the platform)" if pids else "another writer"
+
+
+def _holder(e: Exception) -> str:
+    """Who holds DuckDB's lock, from its message ("Conflicting lock is held in /usr/bin/python3
+    (PID 1234) by user root"), or "another process"."""
+    found = re.search(r"Conflicting lock is held in (.+?) \(PID (\d+)\)", str(e))
+    return f"process {found[2]} ({found[1]})" if found else "another process"
+
+
+_DAMAGE = ("not a valid duckdb", "corrupt", "magic", "could not read enough bytes", "checksum")
+
+
+def _damaged(e: Exception) -> bool:
+    return any(w in str(e).lower() for w in _DAMAGE)
+
+
+def _explain(path: Path, e: Exception, doing: str = "open") -> str:
     text = str(e).splitlines()[0]
     if not path.parent.is_dir():
         return f"cannot create the DuckDB catalog {path}: its folder does not exist ({text})"
-    damaged = ("not a valid duckdb", "corrupt", "magic", "could not read enough bytes", "checksum")
-    if path.exists() and any(w in str(e).lower() for w in damaged):
+    if path.exists() and _damaged(e):
         return (
             f"{path} is not a valid DuckDB database (truncated, corrupt or another kind of file); it was "
             f"left untouched: move it away or point the catalog elsewhere ({text})"
         )
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return f"the DuckDB catalog {path} is not writable ({text})"
-    return f"cannot open the DuckDB catalog {path}: {text}"
+    return f"cannot {doing} the DuckDB catalog {path}: {text}"
 
 
 def _where(where: dict[str, object]) -> tuple[str, list]:

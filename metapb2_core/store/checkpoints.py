@@ -2,17 +2,21 @@
 
 A checkpoint is one pickle of plain data (numpy arrays, lists, dicts), written to a temporary name,
 flushed and renamed into place after every completed interval, so a killed run leaves the last
-complete one. The record's writer removes it once the record is in place.
+complete one, and so does a write that fails (a full disk, a folder made read-only or immutable):
+the new one never replaces it, and the failure is one ``CheckpointError`` line. The record's writer
+removes it once the record is in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
 from pathlib import Path
 from typing import Any
 
+from metapb2_core.errors import MetaPB2Error
 from metapb2_core.store.records import temp_path
 
 log = logging.getLogger(__name__)
@@ -23,6 +27,10 @@ def checkpoint_path(out_dir: str | Path, run_id: str) -> Path:
     return Path(out_dir) / f"{run_id}.checkpoint"
 
 
+class CheckpointError(MetaPB2Error):
+    """A checkpoint that could not be saved; the previous one, if any, is untouched."""
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = temp_path(path)
     try:
@@ -31,8 +39,11 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise CheckpointError(f"cannot save the checkpoint {path}: {e.strerror or e}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # in a folder made immutable even this fails
+            tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ write into the folder. The manifest is strict JSON (a non-finite number is ``nul
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -30,6 +31,17 @@ from metapb2_core.rounds import Perturbation
 # Columns naming the run on every point row, in this order, before the loop's own columns.
 POINT_IDENTITY = ["run_id", "task", "env", "context", "method", "seed", "budget"]
 PARQUET_PARTS = ("points", "perturbations")
+# What every reader of a manifest takes for granted (the catalog's runs row, the checks, the report):
+# a manifest without one is refused by name instead of failing later with a KeyError.
+MANIFEST_FIELDS: dict[str, type] = {
+    "run_id": str,
+    "task": str,
+    "method": str,
+    "seed": int,
+    "budget": str,
+    "budget_sizes": dict,
+}
+_KIND_WORDS = {str: "a string", int: "an integer", dict: "a mapping"}
 STALE_TEMP_SECONDS = 24 * 3600  # a temp file this old is swept whoever wrote it (other hosts too)
 
 
@@ -92,34 +104,36 @@ def perturbation_table(run_id: str, perturbations: list[Perturbation], names: li
     ).astype(perturbation_dtypes(names))
 
 
-def ensure_writable_dir(path: str | Path) -> Path:
+def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
+    """``path`` created if needed and writable, or one line naming it as ``what``. Writable is
+    what ``os.access`` says: a read-only volume refuses even root, file modes do not."""
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise MetaPB2Error(f"output directory {out} is a file, not a directory")
+        raise MetaPB2Error(f"{what} {out} is a file, not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise MetaPB2Error(f"cannot create output directory {out}: {e.strerror}") from None
+        raise MetaPB2Error(f"cannot create {what} {out}: {e.strerror}") from None
     if not os.access(out, os.W_OK | os.X_OK):
-        raise MetaPB2Error(f"output directory {out} is not writable")
+        raise MetaPB2Error(f"{what} {out} is not writable")
     return out
 
 
-def check_writable_dir(path: str | Path) -> Path:
+def check_writable_dir(path: str | Path, what: str = "output directory") -> Path:
     """Refuse, before any work, a folder that could not be written: a file, or a folder whose
     nearest existing parent cannot be written. Creates nothing (``ensure_writable_dir`` does)."""
     out = Path(path)
     if out.exists():
         if not out.is_dir():
-            raise MetaPB2Error(f"output directory {out} is a file, not a directory")
+            raise MetaPB2Error(f"{what} {out} is a file, not a directory")
         if not os.access(out, os.W_OK | os.X_OK):
-            raise MetaPB2Error(f"output directory {out} is not writable")
+            raise MetaPB2Error(f"{what} {out} is not writable")
         return out
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise MetaPB2Error(f"cannot create output directory {out}: {parent} is not a writable directory")
+        raise MetaPB2Error(f"cannot create {what} {out}: {parent} is not a writable directory")
     return out
 
 
@@ -213,10 +227,11 @@ def write_record(record: RunRecord, out_dir: str | Path) -> dict[str, Path]:
             os.replace(tmps[name], paths[name])
         os.replace(tmps["meta"], paths["meta"])
     except OSError as e:
-        raise MetaPB2Error(f"cannot write the record of {rid} in {out}: {e.strerror}") from None
+        raise MetaPB2Error(f"cannot write the record of {rid} in {out}: {e.strerror or e}") from None
     finally:
         for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # in a folder made immutable even this fails
+                tmp.unlink(missing_ok=True)
     return paths
 
 
@@ -227,6 +242,21 @@ def read_manifest(path: Path) -> dict:
         raise RecordError(f"run record manifest {path} is unreadable: {e}") from None
     if not isinstance(manifest, dict) or "record_files" not in manifest:
         raise RecordError(f"{path} is not a run record manifest (no 'record_files')")
+    missing = [k for k in MANIFEST_FIELDS if k not in manifest]
+    if missing:
+        raise RecordError(f"run record manifest {path} lacks {', '.join(map(repr, missing))}")
+    for key, kind in MANIFEST_FIELDS.items():
+        value = manifest[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise RecordError(f"run record manifest {path}: {key!r} is {value!r}, not {_KIND_WORDS[kind]}")
+    files = manifest["record_files"]
+    for part in PARQUET_PARTS:
+        entry = files.get(part) if isinstance(files, dict) else None
+        if not isinstance(entry, dict) or not {"bytes", "sha256"} <= set(entry):
+            raise RecordError(
+                f"run record manifest {path}: record_files has no size and digest of its {part} file "
+                f"(got {json.dumps(files)[:80]})"
+            )
     return manifest
 
 
