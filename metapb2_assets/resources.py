@@ -10,8 +10,10 @@ from typing import Any, TypeVar
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from metapb2_core.catalog_rebuild import needs_rebuild
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.store import StoreError, ensure_writable_dir
+from metapb2_core.store.records import check_writable_dir
 from metapb2_core.study import StudyPaths
 
 T = TypeVar("T")
@@ -50,13 +52,17 @@ class StudyStore(dg.ConfigurableResource):
         self.check()
 
     def check(self) -> None:
-        """The catalog opens (created if absent) and the records' folder can be written, or one
-        line naming the setting and why (a read-only volume, a damaged catalog): at each run's
-        start, and in the main command before anything is declared or run."""
+        """The catalog opens (created if absent, unless exported tables wait to be rebuilt into
+        it) and the records' folder can be written, or one line naming the setting and why (a
+        read-only volume, a damaged catalog): at each run's start, and in the main command before
+        anything is declared or run."""
         paths = self.paths()
         try:
-            paths.catalog().check()
-        except StoreError as e:
+            if needs_rebuild(paths):  # a fresh clone: rebuilt from the records, not created empty
+                check_writable_dir(paths.database.parent, "the catalog's folder")
+            else:
+                paths.catalog().check()
+        except (StoreError, MetaPB2Error) as e:
             raise StoreConfigError(
                 f"resource 'store', setting 'database' = {str(paths.database)!r}: {e}"
             ) from None
