@@ -48,6 +48,18 @@ def check_seed(seed: int) -> None:
         raise MetaPB2Error(f"seed must be an integer in [0, 2^32), got {seed!r}")
 
 
+def as_space(space: SearchSpace | dict) -> SearchSpace:
+    """A space from a ``SearchSpace``, our declarations, or Ray Tune's domains (``tune.randint``,
+    ``tune.choice``, …; converted by ``metapb2_core.tune_space``, imported only when one is used)."""
+    if isinstance(space, SearchSpace):
+        return space
+    if isinstance(space, dict) and any(type(d).__module__.startswith("ray.tune") for d in space.values()):
+        from metapb2_core.tune_space import space_from_spec  # Ray is only loaded for Tune's domains
+
+        return space_from_spec(space)
+    return SearchSpace.from_dict(space)
+
+
 def build_method(
     name: str, space: SearchSpace, seed: int, quirks: Quirks, inputs: dict[str, Any], **options: Any
 ) -> Method:
@@ -75,7 +87,7 @@ class AskTellPopulation:
         ``SearchSpace`` or ``{name: (low, high[, "log"])}``). Meta methods read ``meta`` (a
         directory from ``metapb2 meta`` or a catalog query), leaving out ``task``'s own data; the
         warm start reads ``portfolio`` (a directory, a JSON file or a list of configurations)."""
-        space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
+        space = as_space(space)
         check_seed(seed)
         quirks = Quirks.from_flag(faithful)
         inputs = method_inputs(method, task, space, meta, portfolio, quirks)
@@ -92,6 +104,29 @@ class AskTellPopulation:
         self.perturbations: list[Perturbation] = []
         self.rounds = 0  # perturbation rounds done
         self._reported: dict[int, tuple[int, float]] = {}  # member → (time, reward) since the last round
+        self.started_from: dict[int, list[str]] = {}  # member → parameters the caller set (start_from)
+
+    def start_from(self, member: int, values: dict) -> Config:
+        """Member ``member`` starts from ``values`` (some or all of its parameters; the rest keep the
+        method's draw) instead of the method's initial configuration: what a user put in a Tune
+        ``param_space``. Only before anything was told, only for methods that start from prior
+        draws; values are checked against the space. Returns the member's configuration."""
+        if not 0 <= member < self.size:
+            raise MetaPB2Error(f"member {member} is not in a population of {self.size}")
+        if self.rows or self.rounds:
+            raise MetaPB2Error("initial configurations can only be set before the first tell")
+        if not self.method.initial_from_prior:
+            raise MetaPB2Error(
+                f"{self.method.name} starts from its own configurations ({self.method.initial_source}); "
+                f"remove {sorted(values)} from the param_space or use another method"
+            )
+        unknown = sorted(set(values) - set(self.space.names))
+        if unknown:
+            has = ", ".join(self.space.names)
+            raise MetaPB2Error(f"unknown hyperparameter(s) {unknown}; the space has {has}")
+        self.configs[member] = self.space.validate({**self.configs[member], **values})
+        self.started_from[member] = sorted(values)
+        return dict(self.configs[member])
 
     def ask(self) -> list[Config]:
         """Every member's current configuration, in member order."""
@@ -152,6 +187,7 @@ class AskTellPopulation:
             "reported": dict(self._reported),
             "clone_rng": self.clone_rng.bit_generator.state,
             "method": self.method.state_dict(),
+            "started_from": {str(m): v for m, v in self.started_from.items()},
         }
 
     def to_record(
@@ -180,7 +216,7 @@ class AskTellPopulation:
         ident = {"run_id": run_id, "task": task, "env": task, "context": "", "method": name, "seed": seed,
                  "budget": budget}  # fmt: skip
         points = points.assign(**ident)[[*ident, *[c for c in points.columns if c not in ident]]]
-        perturbations = perturbation_table(run_id, self.perturbations, names)
+        perturbations = perturbation_table(run_id, self.perturbations, names, self.space.column_dtypes())
         times = sorted(points.loc[points["eval_is_fresh"].astype(bool), "timesteps"].unique())
         interval = int(times[0]) if times else 1
         meta = {
@@ -193,10 +229,15 @@ class AskTellPopulation:
                 "interval": interval,
                 "total_steps": int(max(times or [0])),
             },
-            "bounds": {p.name: [p.low, p.high, p.log] for p in self.space.params},
+            "bounds": self.space.declaration(),
             "final_configs": self.ask(),
             "meta_tasks": {t.name: t.run_ids for t in getattr(self.method, "meta_tasks", [])},
             "portfolio": getattr(self.method, "entries", None),
+            **(
+                {"started_from": {str(m): v for m, v in sorted(self.started_from.items())}}
+                if self.started_from
+                else {}
+            ),  # fmt: skip
             "code_version": (version := run_code_digest(type(self.method).__module__)),
             "provenance": provenance(version),
             **(extra or {}),
@@ -229,3 +270,4 @@ class AskTellPopulation:
         self._reported = {int(m): tuple(v) for m, v in state["reported"].items()}
         self.clone_rng.bit_generator.state = state["clone_rng"]
         self.method.load_state_dict(state["method"])
+        self.started_from = {int(m): list(v) for m, v in state.get("started_from", {}).items()}

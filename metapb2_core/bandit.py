@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from metapb2_core.errors import MetaPB2Error
 from metapb2_core.gp.kernel import KernelSpec
 from metapb2_core.gp.model import GPFit, fit_gp
-from metapb2_core.space import SearchSpace
+from metapb2_core.space import AnyParam, SearchSpace
 
 MAX_TRANSITIONS = 1000
 MIN_WINDOW = 200
@@ -114,11 +115,103 @@ def with_pending_rows(
 
 @dataclass(frozen=True)
 class Scaling:
-    """How raw hyperparameters map to the GP's [0, 1] coordinates."""
+    """How raw hyperparameters map to the GP's [0, 1] coordinates.
+
+    A float or integer parameter is one column, scaled by its bounds (an integer's suggestion is
+    rounded to its grid when decoded). A categorical one is, with ``categorical="onehot"``, one
+    0/1 column per choice, fixed to the choice the categorical bandit made while the acquisition
+    is maximised over the others (PB2-Mix, Parker-Holder et al., NeurIPS 2021); ``"index"`` is
+    the naive baseline, one column for the choice's position, maximised and rounded like an
+    integer. A space of floats only takes ``to_unit``/``from_unit``, the original path."""
 
     space: SearchSpace
     log_scale: bool  # use each parameter's log flag (PB2*), or model every one linearly (Ray, Q31)
     clip: bool  # clip normalised values into [0, 1] (PB2*)
+    categorical: str = "onehot"
+
+    def __post_init__(self) -> None:
+        if self.categorical not in ("onehot", "index"):
+            raise MetaPB2Error(f"categorical encoding must be 'onehot' or 'index', got {self.categorical!r}")
+
+    @property
+    def mixed(self) -> bool:
+        return not self.space.all_float
+
+    def layout(self) -> list[tuple[AnyParam, int, int]]:
+        """(parameter, first column, number of columns) in the encoded coordinates."""
+        out, start = [], 0
+        for p in self.space.params:
+            w = len(p.choices) if p.kind == "choice" and self.categorical == "onehot" else 1
+            out.append((p, start, w))
+            start += w
+        return out
+
+    @property
+    def width(self) -> int:
+        return sum(w for _, _, w in self.layout())
+
+    def encode_frame(self, frame: pd.DataFrame, float32: bool = False) -> np.ndarray:
+        """The hyperparameter columns of ``frame`` in the GP's coordinates (rows × ``width``)."""
+        names = self.space.names
+        if not self.mixed:
+            return self.to_unit(frame[names].to_numpy(dtype=np.float64), float32)
+        return self._encode([frame[n].to_numpy() for n in names], float32)
+
+    def encode_configs(self, configs: list[dict], float32: bool = False) -> np.ndarray:
+        names = self.space.names
+        if not self.mixed:
+            return self.to_unit(
+                np.array([[c[n] for n in names] for c in configs]).reshape(-1, len(names)), float32
+            )
+        return self._encode([np.array([c[n] for c in configs], dtype=object) for n in names], float32)
+
+    def _encode(self, columns: list[np.ndarray], float32: bool) -> np.ndarray:
+        parts = []
+        for (p, _, w), col in zip(self.layout(), columns, strict=True):
+            if p.kind == "choice":
+                idx = np.array([p.index(v) for v in col], dtype=np.int64)
+                if w == 1:
+                    parts.append((idx / (len(p.choices) - 1)).reshape(-1, 1))
+                else:
+                    parts.append(np.eye(w)[idx].reshape(-1, w))
+                continue
+            v = np.asarray(col, dtype=np.float64)
+            use_log = self.log_scale and p.log
+            if use_log:
+                v = np.log(v.astype(np.float32) if float32 else v)
+            lo, hi = (math.log(p.low), math.log(p.high)) if use_log else (float(p.low), float(p.high))
+            u = norm(v, lo, hi)
+            parts.append((np.clip(u, 0.0, 1.0) if self.clip else u).reshape(-1, 1))
+        return np.hstack(parts)
+
+    def decode(self, u: np.ndarray, chosen: dict | None = None) -> dict:
+        """A configuration from encoded coordinates: numbers back-transformed (float32, as
+        ``from_unit``) and clipped, integers rounded to their grid, categories the ``chosen`` ones
+        (one-hot) or the nearest position (index)."""
+        config = {}
+        for p, start, w in self.layout():
+            x = float(u[start])
+            if p.kind == "choice":
+                if w > 1:
+                    config[p.name] = (chosen or {})[p.name]
+                else:
+                    config[p.name] = p.choices[int(round(min(max(x, 0.0), 1.0) * (len(p.choices) - 1)))]
+                continue
+            use_log = self.log_scale and p.log
+            lo, hi = (math.log(p.low), math.log(p.high)) if use_log else (float(p.low), float(p.high))
+            v = lo + x * (hi - lo)
+            v = float(np.float32(math.exp(v) if use_log else v))
+            config[p.name] = p.clip(v)
+        return config
+
+    def fixed_columns(self, chosen: dict) -> dict[int, float]:
+        """The one-hot columns a categorical choice fixes: column → 0 or 1."""
+        out = {}
+        for p, start, w in self.layout():
+            if p.kind == "choice" and w > 1:
+                hot = p.index(chosen[p.name])
+                out.update({start + i: float(i == hot) for i in range(w)})
+        return out
 
     def _g(self, values: np.ndarray, float32: bool = False) -> np.ndarray:
         out = np.asarray(values, dtype=np.float64).copy()
@@ -160,7 +253,7 @@ def normalise(
 ) -> Window:
     tr = trans[["time", "r_before"]].to_numpy(dtype=np.float64)
     lo, hi = tr.min(axis=0), tr.max(axis=0)
-    X = np.hstack([norm(tr, lo, hi), scaling.to_unit(trans[names].to_numpy(dtype=np.float64))])
+    X = np.hstack([norm(tr, lo, hi), scaling.encode_frame(trans)])
     y = stdz(trans["y"].to_numpy(dtype=np.float64)).reshape(-1, 1)
     return Window(X, y, norm(np.asarray(newpoint, dtype=np.float64), lo, hi))
 
@@ -231,6 +324,44 @@ def ucb(
 ) -> tuple[UCB, float]:
     kappa = math.sqrt(exploration + max(0.0, math.log(0.4 * model.n_rows)))
     return UCB(model, pending_model, np.asarray(fixed, dtype=np.float64), kappa, use_std), kappa
+
+
+class Conditioned:
+    """An acquisition over all encoded columns, seen as a function of the free ones: the columns
+    in ``fixed`` (a categorical choice's one-hot) hold their values."""
+
+    def __init__(self, acq: Callable[[np.ndarray], float], width: int, fixed: dict[int, float]):
+        self.acq, self.width, self.fixed = acq, width, fixed
+        self.free = np.array([j for j in range(width) if j not in fixed], dtype=np.int64)
+        self._base = np.zeros(width)
+        for j, v in fixed.items():
+            self._base[j] = v
+        if hasattr(acq, "value_and_grad"):
+            self.value_and_grad = self._value_and_grad
+
+    def full(self, u_free: np.ndarray) -> np.ndarray:
+        x = self._base.copy()
+        x[self.free] = u_free
+        return x
+
+    def __call__(self, u_free: np.ndarray) -> float:
+        return self.acq(self.full(u_free))
+
+    def _value_and_grad(self, u_free: np.ndarray) -> tuple[float, np.ndarray]:
+        v, g = self.acq.value_and_grad(self.full(u_free))
+        return v, np.asarray(g)[self.free]
+
+
+def maximise_conditioned(
+    acq: Callable[[np.ndarray], float], width: int, fixed: dict[int, float], rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """``maximise`` over the columns not in ``fixed``; returns all ``width`` columns."""
+    cond = Conditioned(acq, width, fixed)
+    if not len(cond.free):  # only categorical parameters: nothing left to optimise
+        u = cond.full(np.zeros(0))
+        return u, float(acq(u))
+    u_free, value = maximise(cond, len(cond.free), rng)
+    return cond.full(u_free), value
 
 
 def maximise(

@@ -93,11 +93,17 @@ def _monotone(points: pd.DataFrame) -> CheckOutcome:
     return CheckOutcome("monotone_timesteps", bad == 0, f"{bad} non-increasing steps", {"violations": bad})
 
 
+def _outside(column: pd.Series, p) -> int:
+    """Values of ``column`` that ``p`` does not allow: outside its bounds (or off an integer's
+    grid), not one of its choices, or missing."""
+    if p.kind == "float":
+        return int(((column < p.low) | (column > p.high) | column.isna()).sum())
+    allowed = set(p.choices) if p.kind == "choice" else set(p.values)
+    return int(sum(1 for v in column if v is None or v != v or v not in allowed))
+
+
 def _bounds(points: pd.DataFrame, space: SearchSpace) -> CheckOutcome:
-    outside = {
-        p.name: int(((points[p.name] < p.low) | (points[p.name] > p.high) | points[p.name].isna()).sum())
-        for p in space.params
-    }
+    outside = {p.name: _outside(points[p.name], p) for p in space.params}
     n = sum(outside.values())
     what = ", ".join(f"{k}: {v}" for k, v in outside.items() if v) or "none"
     return CheckOutcome(

@@ -31,9 +31,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--bounds",
         nargs="*",
+        action="extend",
         default=[],
         metavar="NAME=LOW:HIGH",
-        help="override search-space bounds, e.g. lr=1e-5:1e-3",
+        help="override search-space bounds, e.g. lr=1e-5:1e-3 (flags merge; a name given twice is refused)",
     )
     run.add_argument(
         "--faithful", action="store_true", help="reproduce the original code's quirks (methods.md §11)"

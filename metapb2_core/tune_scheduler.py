@@ -22,10 +22,10 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from ray import tune
 from ray.tune.error import TuneError
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
@@ -35,6 +35,7 @@ from metapb2_core.errors import MetaPB2Error
 from metapb2_core.rounds import QUANTILE_FRACTION, Perturbation, quantiles
 from metapb2_core.space import SearchSpace
 from metapb2_core.store import RunRecord, write_record
+from metapb2_core.tune_space import domain_of
 
 
 class MethodScheduler(PopulationBasedTraining):
@@ -42,7 +43,7 @@ class MethodScheduler(PopulationBasedTraining):
     def create(
         cls,
         method: str,
-        space: SearchSpace | dict,
+        space: SearchSpace | dict[str, Any],
         population_size: int,
         seed: int,
         *,
@@ -56,9 +57,13 @@ class MethodScheduler(PopulationBasedTraining):
         portfolio: str | Path | list | None = None,
         faithful: bool = False,
     ) -> MethodScheduler:
-        """The scheduler of ``method`` (a registered name) for ``population_size`` trials; bad input
-        (bounds outside a parameter's domain, a meta method without meta-data, an unknown name) is
-        refused here, before any trial starts."""
+        """The scheduler of ``method`` (a registered name) for ``population_size`` trials over
+        ``space``: a ``SearchSpace``, our declarations, or Tune's domains (``tune.uniform``,
+        ``loguniform``, ``randint``, ``lograndint``, ``qrandint``, ``choice``). Values of tuned
+        names in the Tuner's ``param_space`` become the trials' initial configurations (checked
+        against the space), or are refused by a method that starts from its own (a portfolio).
+        Bad input (bounds outside a parameter's domain, a meta method without meta-data, an
+        unknown name) is refused here, before any trial starts."""
         if mode not in ("max", "min"):
             raise MetaPB2Error(f"mode must be 'max' or 'min', got {mode!r}")
         if not metric:
@@ -90,7 +95,7 @@ class MethodScheduler(PopulationBasedTraining):
             metric=metric,
             mode=mode,
             perturbation_interval=perturbation_interval,
-            hyperparam_mutations={p.name: tune.uniform(p.low, p.high) for p in space.params},
+            hyperparam_mutations={p.name: domain_of(p) for p in space.params},
             quantile_fraction=QUANTILE_FRACTION,
             resample_probability=0.0,
             log_config=False,
@@ -116,7 +121,10 @@ class MethodScheduler(PopulationBasedTraining):
                 f"{self.method} was built for {self.population.size} trials; set num_samples to that"
             )
         self._members[trial] = m
-        config = self.population.ask()[m]  # the method's initial one: a prior draw, a portfolio entry
+        # the values a user put in param_space for tuned names are this member's start (checked),
+        # or refused where the method starts from its own (a portfolio); the rest are the method's
+        given = {n: trial.config[n] for n in self.population.space.names if n in trial.config}
+        config = self.population.start_from(m, given) if given else self.population.ask()[m]
         trial.config.update(config)
         trial.evaluated_params.update(config)
         super().on_trial_add(tune_controller, trial)
@@ -192,7 +200,7 @@ class MethodScheduler(PopulationBasedTraining):
 
     def _record(self, trial: Trial, result: dict, fresh: bool) -> None:
         m = self._members[trial]
-        config = {n: float(trial.config[n]) for n in self.population.space.names}
+        config = {p.name: p.coerce(trial.config[p.name]) for p in self.population.space.params}
         self._rows.append(
             {
                 "member": m,

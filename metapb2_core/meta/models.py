@@ -119,9 +119,7 @@ def fit_meta_task(
     """Normalise a pooled meta table over all its rows (§5.3 step 5) and fit its GP."""
     F = table[["time", "r_before"]].to_numpy(dtype=np.float64)
     Y = table["y"].to_numpy(dtype=np.float64)
-    X = np.hstack(
-        [bandit.norm(F, F.min(0), F.max(0)), scaling.to_unit(table[names].to_numpy(dtype=np.float64))]
-    )
+    X = np.hstack([bandit.norm(F, F.min(0), F.max(0)), scaling.encode_frame(table)])
     y = bandit.stdz(Y).reshape(-1, 1)
     key = (hashlib.sha1(X.tobytes() + y.tobytes()).hexdigest(), spec)
     model = _MODELS.get(key)

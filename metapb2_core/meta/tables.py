@@ -40,6 +40,18 @@ class MetaLeakError(MetaPB2Error):
     """The target task's own data would reach a method that must not see it."""
 
 
+def _values(column: pd.Series, kind: str) -> np.ndarray:
+    """A record's hyperparameter column as the data table holds it: floats as float64 (the
+    paper's space, as ever), integers and choices as they are."""
+    return column.to_numpy(dtype=np.float64) if kind == "float" else column.to_numpy()
+
+
+def _value(value, kind: str):
+    if kind == "float":
+        return float(value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def data_table_from_record(
     points: pd.DataFrame, perturbations: pd.DataFrame, space: SearchSpace
 ) -> pd.DataFrame:
@@ -52,7 +64,7 @@ def data_table_from_record(
         {
             "member": fresh["member"].to_numpy(),
             "time": fresh["timesteps"].to_numpy(),
-            **{n: fresh[n].to_numpy(dtype=np.float64) for n in names},
+            **{p.name: _values(fresh[p.name], p.kind) for p in space.params},
             "reward": fresh["eval_return"].to_numpy(dtype=np.float64),
         }
     )
@@ -66,7 +78,7 @@ def data_table_from_record(
                 {
                     "member": int(p["member"]),
                     "time": int(p["explore_time"]),
-                    **{n: float(p[f"new_{n}"]) for n in names},
+                    **{q.name: _value(p[f"new_{q.name}"], q.kind) for q in space.params},
                     "reward": float(p["explore_reward"]),
                     "segment": len(times),
                 }

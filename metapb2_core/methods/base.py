@@ -31,6 +31,9 @@ class Method(ABC):
     # attributes that change while a run goes on; with the RNG they are the method's whole state,
     # which a checkpoint saves and a resumed run restores (everything else is rebuilt from the inputs)
     state_attributes: ClassVar[tuple[str, ...]] = ()
+    # the initial population is drawn from the prior, so a caller's own draws may replace it
+    initial_from_prior: ClassVar[bool] = True
+    initial_source: ClassVar[str] = "prior draws"
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, quirks: Quirks = Quirks(), **options: Any

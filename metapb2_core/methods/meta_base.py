@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from metapb2_core import bandit
+from metapb2_core.errors import MetaPB2Error
 from metapb2_core.meta.models import Alignment, MetaTask, fit_meta_task
 from metapb2_core.meta.tables import check_no_leak
 from metapb2_core.meta.weights import rank_weights
@@ -53,10 +54,44 @@ class MetaPB2Base(PB2Star):
         super().__init__(space, rng, quirks, **options)
         check_no_leak(meta_tables, target_task)
         self.target_task = target_task
+        self.meta_warnings: dict[str, str] = {}
+        tables = {name: self._fit_for_space(name, meta_tables[name]) for name in sorted(meta_tables)}
         self.meta_tasks = [
-            fit_meta_task(name, meta_tables[name], space.names, self.scaling, self.variant.kernel)
-            for name in sorted(meta_tables)
+            fit_meta_task(name, table, space.names, self.scaling, self.variant.kernel)
+            for name, table in tables.items()
+            if len(table) or not len(meta_tables[name])  # all rows dropped: no model (warned)
         ]
+
+    def _fit_for_space(self, task: str, table: pd.DataFrame) -> pd.DataFrame:
+        """``table`` checked against the target's space: a hyperparameter it lacks is one line
+        naming both; rows the space cannot encode (a choice it does not have) are dropped, and
+        rows outside its bounds kept, each counted in ``meta_warnings`` (recorded with every
+        suggestion). The paper's meta-data on the paper's space pass unchanged."""
+        missing = [n for n in self.space.names if n not in table.columns]
+        if missing:
+            raise MetaPB2Error(
+                f"meta-data of task {task!r} lack hyperparameter(s) {missing} of the target's space "
+                f"({', '.join(self.space.names)}); build meta-data from runs of the same space"
+            )
+        notes, keep = [], np.ones(len(table), dtype=bool)
+        for p in self.space.params:
+            col = table[p.name]
+            if p.kind == "choice":
+                known = np.array([_is_choice(p, v) for v in col], dtype=bool)
+                if (~known).any():
+                    notes.append(
+                        f"{int((~known).sum())} rows with {p.name} not one of {list(p.choices)} dropped"
+                    )
+                keep &= known
+            else:
+                values = col.to_numpy(dtype=np.float64)
+                outside = int(((values < p.low) | (values > p.high)).sum())
+                if outside:
+                    notes.append(f"{outside} rows with {p.name} outside [{p.low}, {p.high}]")
+        if notes:
+            self.meta_warnings[task] = "; ".join(notes)
+            log.warning("%s: meta-data of %s: %s", self.name, task, self.meta_warnings[task])
+        return table if keep.all() else table[keep].reset_index(drop=True)
 
     def acquisition(self, window: bandit.Window, window_rows: pd.DataFrame, pending_u: np.ndarray):
         reason = self.not_ready(window, window_rows)
@@ -95,14 +130,14 @@ class MetaPB2Base(PB2Star):
     def weights(self, view: MetaView, y: np.ndarray, loo: np.ndarray | None = None) -> np.ndarray:
         return rank_weights(view.preds, y, self.rng, loo=loo, shift0=self.quirks.ranking_loss_shift0)
 
-    @staticmethod
-    def lineage(view: MetaView, weights: np.ndarray, fallback: str | None) -> dict[str, Any]:
+    def lineage(self, view: MetaView, weights: np.ndarray, fallback: str | None) -> dict[str, Any]:
         used = {t.name: float(w) for t, w in zip(view.tasks, weights, strict=False) if w > 0}
         return {
             "meta_weights": used,
             "meta_runs": {t.name: t.run_ids for t in view.tasks if t.name in used},
             "meta_skipped": view.skipped,
             "meta_fallback": fallback,
+            **({"meta_warnings": self.meta_warnings} if self.meta_warnings else {}),
         }
 
     def no_meta(self, window, window_rows, pending_u, reason: str, view: MetaView | None = None):
@@ -117,4 +152,13 @@ class MetaPB2Base(PB2Star):
             "meta_runs": {},
             "meta_skipped": skipped,
             "meta_fallback": reason,
+            **({"meta_warnings": self.meta_warnings} if self.meta_warnings else {}),
         }
+
+
+def _is_choice(p, value: Any) -> bool:
+    try:
+        p.index(value)
+    except MetaPB2Error:
+        return False
+    return True

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from metapb2_core import bandit
+from metapb2_core import bandit, choice_bandit
 from metapb2_core.gp.kernel import KernelSpec
 from metapb2_core.gp.model import GPFit
 from metapb2_core.methods.base import ExploreContext, Method, Suggestion, register_method
@@ -57,11 +57,12 @@ class _PB2Base(Method):
         self, space: SearchSpace, rng: np.random.Generator, quirks: Quirks = Quirks(), **options: Any
     ):
         exploration = options.pop("exploration", None)
+        categorical = options.pop("categorical", "onehot")
         super().__init__(space, rng, quirks, **options)
         self.variant = type(self).variant_for(quirks)
         if exploration is not None:
             self.variant = replace(self.variant, exploration=float(exploration))
-        self.scaling = bandit.Scaling(space, self.variant.scaling_log, self.variant.clip_unit)
+        self.scaling = bandit.Scaling(space, self.variant.scaling_log, self.variant.clip_unit, categorical)
         self.explore_rows: list[dict] = []
         self.exploit_times: dict[int, list[int]] = {}
 
@@ -96,7 +97,8 @@ class _PB2Base(Method):
             )
 
         last = clone_rows.iloc[-1]
-        config, diagnostics = self._select(trans, (float(last["time"]), float(last["r_before"])), ctx.pending)
+        newpoint = (float(last["time"]), float(last["r_before"]))
+        config, diagnostics = self._select(trans, newpoint, ctx.pending, ctx.table)
         if self.variant.explore_row_at_clone_transition:
             at, reward = int(last["time"]), float(last["reward"])
         else:
@@ -116,19 +118,22 @@ class _PB2Base(Method):
         return time, reward
 
     # ---- the GP-UCB selection ------------------------------------------------------------------
-    def _select(self, trans: pd.DataFrame, newpoint: tuple[float, float], pending: list[Config]):
+    def _select(
+        self, trans: pd.DataFrame, newpoint: tuple[float, float], pending: list[Config], records: pd.DataFrame
+    ):
         names = self.space.names
         length = bandit.select_length(trans, names, newpoint, self.scaling, self._window_kernel())
         window_rows = trans.tail(length)
         window = bandit.normalise(window_rows, names, newpoint, self.scaling)
-        pending_u = self.scaling.to_unit(
-            np.array([[c[n] for n in names] for c in pending]).reshape(-1, len(names)),
-            float32=self.quirks.pending_log_float32,
-        )
+        pending_u = self.scaling.encode_configs(pending, float32=self.quirks.pending_log_float32)
         acq, diagnostics = self.acquisition(window, window_rows, pending_u)
-        u, value = bandit.maximise(acq, len(names), self.rng)
-        config = self.space.from_array(self.scaling.from_unit(u))
-        config = self.space.clip(config)  # float32 rounding may step a hair outside a bound
+        if self.scaling.mixed:
+            config, u, value, chosen = self._select_mixed(acq, trans, records)
+            diagnostics = {**diagnostics, **chosen}
+        else:
+            u, value = bandit.maximise(acq, len(names), self.rng)
+            config = self.space.from_array(self.scaling.from_unit(u))
+            config = self.space.clip(config)  # float32 rounding may step a hair outside a bound
         diagnostics = {
             "mode": "gp_ucb",
             **diagnostics,
@@ -139,6 +144,24 @@ class _PB2Base(Method):
             **self.point_diagnostics(acq, u),
         }
         return config, diagnostics
+
+    def _select_mixed(self, acq: bandit.UCB, trans: pd.DataFrame, records: pd.DataFrame):
+        """Mixed inputs (PB2-Mix): the categories from the EXP3 bandit on the whole run's
+        transitions, then the acquisition maximised over the numeric columns with their one-hot
+        columns fixed; integers rounded to their grid."""
+        cats = (
+            [p for p in self.space.params if p.kind == "choice"]
+            if self.scaling.categorical == "onehot"
+            else []
+        )
+        chosen, cat_diagnostics = {}, {}
+        if cats:
+            played = choice_bandit.plays(records, self.explore_rows, trans)
+            chosen, cat_diagnostics = choice_bandit.choose(trans, played, cats, self.rng)
+        u, value = bandit.maximise_conditioned(
+            acq, self.scaling.width, self.scaling.fixed_columns(chosen), self.rng
+        )
+        return self.scaling.decode(u, chosen), u, value, cat_diagnostics
 
     def point_diagnostics(self, acq: bandit.UCB, u: np.ndarray) -> dict[str, Any]:
         """What to record about the model at the suggested point ``u`` (meta methods: the prior)."""

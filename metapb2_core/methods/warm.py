@@ -20,6 +20,8 @@ class PB2StarWarm(PB2Star):
     name = "pb2_star_warm"
     requires: ClassVar[tuple[str, ...]] = ("portfolio",)
     state_attributes: ClassVar[tuple[str, ...]] = (*PB2Star.state_attributes, "_next")
+    initial_from_prior: ClassVar[bool] = False
+    initial_source: ClassVar[str] = "its portfolio's entries"
 
     def __init__(
         self,

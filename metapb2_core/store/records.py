@@ -71,16 +71,22 @@ def perturbation_columns(names: list[str]) -> list[str]:
     )
 
 
-def perturbation_dtypes(names: list[str]) -> dict[str, str]:
-    """Fixed column types, so an empty table (random search) has the same schema as any other."""
+def perturbation_dtypes(names: list[str], kinds: dict[str, str] | None = None) -> dict[str, str]:
+    """Fixed column types, so an empty table (random search) has the same schema as any other;
+    ``kinds`` gives a hyperparameter's column type (``SearchSpace.column_dtypes``), float64 else."""
     ints = {"round", "timesteps", "member", "cloned_from"}
     strings = {"run_id", "diagnostics"}
+    kinds = kinds or {}
+    hyper = {f"{side}_{n}": kinds.get(n, "float64") for n in names for side in ("old", "new")}
     return {
-        c: "int64" if c in ints else "str" if c in strings else "float64" for c in perturbation_columns(names)
+        c: hyper.get(c) or ("int64" if c in ints else "str" if c in strings else "float64")
+        for c in perturbation_columns(names)
     }
 
 
-def perturbation_table(run_id: str, perturbations: list[Perturbation], names: list[str]) -> pd.DataFrame:
+def perturbation_table(
+    run_id: str, perturbations: list[Perturbation], names: list[str], kinds: dict[str, str] | None = None
+) -> pd.DataFrame:
     """The perturbations table of a record: one row per exploit, in the order they were made."""
     return pd.DataFrame(
         [
@@ -101,7 +107,7 @@ def perturbation_table(run_id: str, perturbations: list[Perturbation], names: li
             for p in perturbations
         ],
         columns=perturbation_columns(names),
-    ).astype(perturbation_dtypes(names))
+    ).astype(perturbation_dtypes(names, kinds))
 
 
 def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
