@@ -92,6 +92,7 @@ class AskTellPopulation:
         self.perturbations: list[Perturbation] = []
         self.rounds = 0  # perturbation rounds done
         self._reported: dict[int, tuple[int, float]] = {}  # member → (time, reward) since the last round
+        self._last_time: dict[int, int] = {}  # member → its time at the last round it was told in
 
     def ask(self) -> list[Config]:
         """Every member's current configuration, in member order."""
@@ -101,7 +102,20 @@ class AskTellPopulation:
         """Member ``member``'s reward after ``time`` env steps, at a perturbation point."""
         if not 0 <= member < self.size:
             raise MetaPB2Error(f"member {member} is not in a population of {self.size}")
-        self._reported[member] = (int(time), float(reward))
+        time, reward = int(time), float(reward)
+        if member in self._reported:
+            t0, r0 = self._reported[member]
+            raise MetaPB2Error(
+                f"member {member} was already told time {t0} (reward {r0}) this round; a second tell "
+                f"(time {time}, reward {reward}) before perturb() is refused"
+            )
+        previous = self._last_time.get(member)
+        if previous is not None and time <= previous:
+            raise MetaPB2Error(
+                f"member {member} told time {time}, but its previous round was at time {previous}: "
+                "times must increase from round to round"
+            )
+        self._reported[member] = (time, reward)
         self.rows.append(
             {"member": member, "time": int(time), **self.configs[member], "reward": float(reward)}
         )
@@ -124,6 +138,7 @@ class AskTellPopulation:
             )
         self.rounds += 1
         scores = np.array([self._reported[m][1] for m in range(self.size)])
+        self._last_time.update({m: t for m, (t, _) in self._reported.items()})
         self._reported.clear()
         if not self.method.perturbs:
             return []
@@ -227,5 +242,15 @@ class AskTellPopulation:
         self.perturbations = [Perturbation(**p) for p in state["perturbations"]]
         self.rounds = int(state["rounds"])
         self._reported = {int(m): tuple(v) for m, v in state["reported"].items()}
+        self._last_time = _last_round_times(self.rows, self._reported)
         self.clone_rng.bit_generator.state = state["clone_rng"]
         self.method.load_state_dict(state["method"])
+
+
+def _last_round_times(rows: list[dict], reported: dict[int, tuple[int, float]]) -> dict[int, int]:
+    """Each member's time at the last round it was told in before the current one (the rows hold
+    every tell in order; a member told this round has its newest row in the current round)."""
+    times: dict[int, list[int]] = {}
+    for row in rows:
+        times.setdefault(int(row["member"]), []).append(int(row["time"]))
+    return {m: t[-2] if m in reported else t[-1] for m, t in times.items() if len(t) > (m in reported)}
