@@ -37,10 +37,12 @@ from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import Perturbation, perturbation_round
 from metapb2_core.run_ids import run_id as make_run_id
 from metapb2_core.space import Config, SearchSpace
+from metapb2_core.state_file import read_state, write_state
 from metapb2_core.store import RunRecord, perturbation_table
-from metapb2_core.store.checkpoints import load_checkpoint, save_checkpoint
 
 SEED_LIMIT = 2**32  # numpy's and JAX's seeds are 32-bit
+STATE_FORMAT = "metapb2-ask-tell-state"
+STATE_VERSION = 1
 
 
 def check_seed(seed: int) -> None:
@@ -223,15 +225,55 @@ class AskTellPopulation:
         return record
 
     def save(self, path: str | Path) -> None:
-        """Write the whole state to ``path`` (atomically), to ``load`` it into a population built
-        the same way."""
-        save_checkpoint(Path(path), {"ask_tell": self.state_dict()})
+        """Write the whole state to ``path`` as JSON (atomically; ``metapb2_core.state_file`` says
+        how NaN, arrays and RNG states are written), to ``load`` it into a population built the same
+        way: the method, the size and the space are saved with it and checked on loading."""
+        write_state(
+            path,
+            {
+                "format": STATE_FORMAT,
+                "version": STATE_VERSION,
+                "method": self.method.name,
+                "size": self.size,
+                "space": self.space.describe(),
+                "ask_tell": self.state_dict(),
+            },
+        )
 
     def load(self, path: str | Path) -> None:
-        state = load_checkpoint(Path(path))
-        if state is None or "ask_tell" not in state:
+        """Continue from the state ``save`` wrote to ``path``; a state of another method, size or
+        space is refused, naming what differs."""
+        document = read_state(path, "ask/tell population")
+        if document is None or document.get("format") != STATE_FORMAT or "ask_tell" not in document:
             raise MetaPB2Error(f"{path} holds no saved ask/tell population")
-        self.load_state_dict(state["ask_tell"])
+        if document.get("version") != STATE_VERSION:
+            raise MetaPB2Error(
+                f"{path} is an ask/tell state of version {document.get('version')!r}; "
+                f"this code reads version {STATE_VERSION}"
+            )
+        differences = self._differences(document)
+        if differences:
+            raise MetaPB2Error(f"{path} was saved by another population: {'; '.join(differences)}")
+        self.load_state_dict(document["ask_tell"])
+
+    def _differences(self, document: dict[str, Any]) -> list[str]:
+        """What a saved population was built with that this one is not: method, size, space."""
+        out = []
+        if document["method"] != self.method.name:
+            out.append(f"method {document['method']!r} there, {self.method.name!r} here")
+        if document["size"] != self.size:
+            out.append(f"{document['size']} members there, {self.size} here")
+        saved = {p[0]: list(p[1:]) for p in document["space"]}
+        here = {p[0]: list(p[1:]) for p in self.space.describe()}
+        if list(saved) != list(here):
+            out.append(f"parameters {list(saved)} there, {list(here)} here")
+        else:
+            out += [
+                f"{n!r} bounds {_bounds(saved[n])} there, {_bounds(here[n])} here"
+                for n in here
+                if saved[n] != here[n]
+            ]
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state_dict()`` of a population built with the same method and inputs."""
@@ -245,6 +287,11 @@ class AskTellPopulation:
         self._last_time = _last_round_times(self.rows, self._reported)
         self.clone_rng.bit_generator.state = state["clone_rng"]
         self.method.load_state_dict(state["method"])
+
+
+def _bounds(described: list) -> str:
+    low, high, log = described
+    return f"[{low!r}, {high!r}]" + (" log" if log else "")
 
 
 def _last_round_times(rows: list[dict], reported: dict[int, tuple[int, float]]) -> dict[int, int]:
