@@ -99,11 +99,13 @@ def main() -> None:
     t0 = time.perf_counter()
     s = run(args.method, args.seed, iterations=args.iterations)
     print(
-        f"{args.method}: {s.population.rounds} rounds in {time.perf_counter() - t0:.1f} s; final configurations:"
+        f"{args.method}: {s.population.rounds} rounds in {time.perf_counter() - t0:.1f} s; "
+        "final configurations:"
     )
     for c in s.population.ask():
         print(
-            f"  lr {c['lr']:.2e}  batch_size {c['batch_size']:3d}  optimizer {c['optimizer']:8s} rate {rate(c):+.2f}"
+            f"  lr {c['lr']:.2e}  batch_size {c['batch_size']:3d}  optimizer {c['optimizer']:8s} "
+            f"rate {rate(c):+.2f}"
         )
 
 

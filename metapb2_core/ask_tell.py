@@ -37,10 +37,12 @@ from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import Perturbation, perturbation_round
 from metapb2_core.run_ids import run_id as make_run_id
 from metapb2_core.space import Config, SearchSpace
+from metapb2_core.state_file import read_state, write_state
 from metapb2_core.store import RunRecord, perturbation_table
-from metapb2_core.store.checkpoints import load_checkpoint, save_checkpoint
 
 SEED_LIMIT = 2**32  # numpy's and JAX's seeds are 32-bit
+STATE_FORMAT = "metapb2-ask-tell-state"
+STATE_VERSION = 1
 
 
 def check_seed(seed: int) -> None:
@@ -105,6 +107,7 @@ class AskTellPopulation:
         self.rounds = 0  # perturbation rounds done
         self._reported: dict[int, tuple[int, float]] = {}  # member → (time, reward) since the last round
         self.started_from: dict[int, list[str]] = {}  # member → parameters the caller set (start_from)
+        self._last_time: dict[int, int] = {}  # member → its time at the last round it was told in
 
     def start_from(self, member: int, values: dict) -> Config:
         """Member ``member`` starts from ``values`` (some or all of its parameters; the rest keep the
@@ -136,7 +139,20 @@ class AskTellPopulation:
         """Member ``member``'s reward after ``time`` env steps, at a perturbation point."""
         if not 0 <= member < self.size:
             raise MetaPB2Error(f"member {member} is not in a population of {self.size}")
-        self._reported[member] = (int(time), float(reward))
+        time, reward = int(time), float(reward)
+        if member in self._reported:
+            t0, r0 = self._reported[member]
+            raise MetaPB2Error(
+                f"member {member} was already told time {t0} (reward {r0}) this round; a second tell "
+                f"(time {time}, reward {reward}) before perturb() is refused"
+            )
+        previous = self._last_time.get(member)
+        if previous is not None and time <= previous:
+            raise MetaPB2Error(
+                f"member {member} told time {time}, but its previous round was at time {previous}: "
+                "times must increase from round to round"
+            )
+        self._reported[member] = (time, reward)
         self.rows.append(
             {"member": member, "time": int(time), **self.configs[member], "reward": float(reward)}
         )
@@ -159,6 +175,7 @@ class AskTellPopulation:
             )
         self.rounds += 1
         scores = np.array([self._reported[m][1] for m in range(self.size)])
+        self._last_time.update({m: t for m, (t, _) in self._reported.items()})
         self._reported.clear()
         if not self.method.perturbs:
             return []
@@ -249,15 +266,54 @@ class AskTellPopulation:
         return record
 
     def save(self, path: str | Path) -> None:
-        """Write the whole state to ``path`` (atomically), to ``load`` it into a population built
-        the same way."""
-        save_checkpoint(Path(path), {"ask_tell": self.state_dict()})
+        """Write the whole state to ``path`` as JSON (atomically; ``metapb2_core.state_file`` says
+        how NaN, arrays and RNG states are written), to ``load`` it into a population built the same
+        way: the method, the size and the space are saved with it and checked on loading."""
+        write_state(
+            path,
+            {
+                "format": STATE_FORMAT,
+                "version": STATE_VERSION,
+                "method": self.method.name,
+                "size": self.size,
+                "space": self.space.declaration(),
+                "ask_tell": self.state_dict(),
+            },
+        )
 
     def load(self, path: str | Path) -> None:
-        state = load_checkpoint(Path(path))
-        if state is None or "ask_tell" not in state:
+        """Continue from the state ``save`` wrote to ``path``; a state of another method, size or
+        space is refused, naming what differs."""
+        document = read_state(path, "ask/tell population")
+        if document is None or document.get("format") != STATE_FORMAT or "ask_tell" not in document:
             raise MetaPB2Error(f"{path} holds no saved ask/tell population")
-        self.load_state_dict(state["ask_tell"])
+        if document.get("version") != STATE_VERSION:
+            raise MetaPB2Error(
+                f"{path} is an ask/tell state of version {document.get('version')!r}; "
+                f"this code reads version {STATE_VERSION}"
+            )
+        differences = self._differences(document)
+        if differences:
+            raise MetaPB2Error(f"{path} was saved by another population: {'; '.join(differences)}")
+        self.load_state_dict(document["ask_tell"])
+
+    def _differences(self, document: dict[str, Any]) -> list[str]:
+        """What a saved population was built with that this one is not: method, size, space."""
+        out = []
+        if document["method"] != self.method.name:
+            out.append(f"method {document['method']!r} there, {self.method.name!r} here")
+        if document["size"] != self.size:
+            out.append(f"{document['size']} members there, {self.size} here")
+        saved, here = document["space"], self.space.declaration()
+        if list(saved) != list(here):
+            out.append(f"parameters {list(saved)} there, {list(here)} here")
+        else:
+            out += [
+                f"{n!r} bounds {_bounds(saved[n])} there, {_bounds(here[n])} here"
+                for n in here
+                if saved[n] != here[n]
+            ]
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state_dict()`` of a population built with the same method and inputs."""
@@ -268,6 +324,24 @@ class AskTellPopulation:
         self.perturbations = [Perturbation(**p) for p in state["perturbations"]]
         self.rounds = int(state["rounds"])
         self._reported = {int(m): tuple(v) for m, v in state["reported"].items()}
+        self._last_time = _last_round_times(self.rows, self._reported)
         self.clone_rng.bit_generator.state = state["clone_rng"]
         self.method.load_state_dict(state["method"])
         self.started_from = {int(m): list(v) for m, v in state.get("started_from", {}).items()}
+
+
+def _bounds(declared: list | dict) -> str:
+    """A parameter's declaration as a person reads it: ``[low, high] log`` for a float."""
+    if isinstance(declared, list):
+        low, high, log = declared
+        return f"[{low!r}, {high!r}]" + (" log" if log else "")
+    return ", ".join(f"{k} {v!r}" for k, v in declared.items())
+
+
+def _last_round_times(rows: list[dict], reported: dict[int, tuple[int, float]]) -> dict[int, int]:
+    """Each member's time at the last round it was told in before the current one (the rows hold
+    every tell in order; a member told this round has its newest row in the current round)."""
+    times: dict[int, list[int]] = {}
+    for row in rows:
+        times.setdefault(int(row["member"]), []).append(int(row["time"]))
+    return {m: t[-2] if m in reported else t[-1] for m, t in times.items() if len(t) > (m in reported)}

@@ -155,6 +155,11 @@ class MethodScheduler(PopulationBasedTraining):
         """Called once per synchronous round, when every trial reached the perturbation point: the
         round is our population's (who exploits, whom it clones, the new configuration)."""
         t0 = time.perf_counter()
+        if len(self._members) < self.population.size:  # Tune adds trials one by one: whole only now
+            raise MetaPB2Error(
+                f"{self.method} was built for {self.population.size} trials but only {len(self._members)} "
+                f"were started: set num_samples to {self.population.size}"
+            )
         trial_of = {m: t for t, m in self._members.items()}
         # PBT's last_score is the metric signed by mode: higher is better, as our methods want
         scores = np.array(

@@ -289,3 +289,39 @@ def test_faithful_pending_rows_log_the_float32_values():
     linear = bandit.Scaling(SEARCH_SPACE, log_scale=False, clip=False)  # the faithful switch's L = ∅
     assert (linear.to_unit(values, float32=True) == linear.to_unit(values)).all()
     assert Quirks.faithful().pending_log_float32
+
+
+@pytest.mark.parametrize("name", ["pb2", "pb2_star"])
+def test_transitions_dropped_for_non_finite_rewards_are_counted_in_the_diagnostics(name):
+    """Member 1 diverged at t=2000 (NaN) and recovered at t=3000: its two steps touching the NaN
+    are left out of the GP's data, and the suggestion says so; the configuration is the one the
+    GP-UCB selection gives on the transitions without them."""
+    rewards = {0: [1.0, 3.0, 6.0], 1: [2.0, math.nan, 4.0], 2: [0.5, 1.0, 1.5], 3: [3.0, 5.0, 9.0]}
+    configs = [dict(A), dict(B), {**A, "lr": 2e-4}, {**B, "lr": 7e-4}]
+    table = pd.DataFrame(
+        [
+            {"member": m, "time": t * 1000, **configs[m], "reward": rewards[m][t - 1]}
+            for t in (1, 2, 3)
+            for m in range(4)
+        ]
+    )
+    ctx = ExploreContext(2, 3, dict(configs[3]), 3, 3000, table, [])
+    got = get_method(name)(SEARCH_SPACE, np.random.default_rng(9)).suggest(ctx)
+    d = got.diagnostics
+    assert d["dropped_nonfinite"] == 2 and d["mode"] == "gp_ucb" and d["fallback"] is None
+    assert d["n_rows"] == 6  # 4 members × 2 steps, less the two of member 1
+    # the same selection, by hand, on the finite transitions: the count changes nothing
+    ref = get_method(name)(SEARCH_SPACE, np.random.default_rng(9))
+    ref.exploit_times[2] = [3000]
+    trans = bandit.transitions(ref.data_table(table), NAMES, by_values=False)
+    assert len(trans) == 6 and not trans["member"].eq(1).any()
+    last = trans[trans["member"] == 3].iloc[-1]
+    config, diagnostics = ref._select(trans, (float(last["time"]), float(last["r_before"])), [])
+    assert got.config == config and {k: v for k, v in d.items() if k != "dropped_nonfinite"} == diagnostics
+    # every reward finite: nothing dropped, no key (the records of such runs are as they were)
+    finite = table.assign(reward=table["reward"].fillna(3.5))
+    plain = get_method(name)(SEARCH_SPACE, np.random.default_rng(9))
+    assert (
+        "dropped_nonfinite"
+        not in plain.suggest(ExploreContext(2, 3, dict(configs[3]), 3, 3000, finite, [])).diagnostics
+    )

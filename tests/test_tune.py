@@ -134,3 +134,27 @@ def test_the_ask_tell_state_saves_and_loads_mid_run(tmp_path):
     assert [p.diagnostics for p in a.perturbations] == [p.diagnostics for p in b.perturbations]
     with pytest.raises(MetaPB2Error, match="holds no saved ask/tell population"):
         b.load(tmp_path / "missing.state")
+
+
+def test_fewer_trials_than_the_population_is_one_clear_error_at_the_first_round(ray_local, tmp_path):
+    """num_samples=2 for a population of 4: the first round says so (it was Tune's KeyError: 2)."""
+    import ray
+    from ray import tune
+
+    scheduler = MethodScheduler.create(
+        "pb2", toy_tune.SPACE, population_size=4, seed=0, metric="score", perturbation_interval=2
+    )
+    ray.cloudpickle.register_pickle_by_value(toy_tune)
+    tuner = tune.Tuner(
+        tune.with_resources(toy_tune.toy_trainable, {"cpu": 0.25}),
+        param_space={"checkpoint_every": 2},
+        tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=2, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name="too-few", stop={"training_iteration": 6}, storage_path=str(tmp_path), verbose=0
+        ),
+    )
+    with pytest.raises(Exception) as info:  # Tune wraps the scheduler's error; its message stays
+        tuner.fit()
+    assert "pb2 was built for 4 trials but only 2 were started: set num_samples to 4" in str(info.value)
+    assert "KeyError" not in str(info.value)
+    assert len(scheduler._members) == 2 and scheduler.population.rounds == 0  # refused before any round

@@ -73,7 +73,9 @@ class _PB2Base(Method):
 
     def suggest(self, ctx: ExploreContext) -> Suggestion:
         names = self.space.names
-        trans = bandit.transitions(self.data_table(ctx.table), names, self.quirks.transitions_by_values)
+        table = self.data_table(ctx.table)
+        trans = bandit.transitions(table, names, self.quirks.transitions_by_values)
+        dropped = dropped_nonfinite(table, names, self.quirks.transitions_by_values)
         clone_rows = trans[trans["member"] == ctx.clone]
         clone_reward = float(ctx.table.query("member == @ctx.clone and time == @ctx.time")["reward"].iloc[-1])
         self.exploit_times.setdefault(ctx.member, []).append(ctx.time)
@@ -90,6 +92,8 @@ class _PB2Base(Method):
                     "mode": "no_finite_data",
                     "fallback": f"the clone has no finite transitions ({diagnostics['mode']})",
                 }
+            if dropped:
+                diagnostics = {**diagnostics, "dropped_nonfinite": dropped}
             if not self.variant.explore_row_always:
                 return Suggestion(config, diagnostics)
             return Suggestion(
@@ -99,6 +103,8 @@ class _PB2Base(Method):
         last = clone_rows.iloc[-1]
         newpoint = (float(last["time"]), float(last["r_before"]))
         config, diagnostics = self._select(trans, newpoint, ctx.pending, ctx.table)
+        if dropped:
+            diagnostics = {**diagnostics, "dropped_nonfinite": dropped}
         if self.variant.explore_row_at_clone_transition:
             at, reward = int(last["time"]), float(last["reward"])
         else:
@@ -185,6 +191,20 @@ class _PB2Base(Method):
     def _window_kernel(self) -> KernelSpec:
         # Ray's select_length always uses its own kernel (σ² 1, ℓ 1, ε 0.1), also under PB2* (Q5).
         return pb2_variant(self.quirks).kernel
+
+
+def dropped_nonfinite(table: pd.DataFrame, names: list[str], by_values: bool) -> int:
+    """How many transitions ``bandit.transitions`` left out of ``table`` because a reward at either
+    end is not finite (a diverged member): the steps it makes of the table with those rewards made
+    finite, less the steps it makes of the table itself, both uncapped. Zero, without recomputing,
+    when every reward is finite; it only counts, so the suggestion is what it was without it."""
+    reward = table["reward"].to_numpy(dtype=np.float64)
+    finite = np.isfinite(reward)
+    if finite.all():
+        return 0
+    filled = table.assign(reward=np.where(finite, reward, 0.0))
+    every = bandit.transitions(filled, names, by_values, cap=None)
+    return len(every) - len(bandit.transitions(table, names, by_values, cap=None))
 
 
 def fit_diagnostics(m: GPFit, m1: GPFit, kappa: float | None = None) -> dict[str, Any]:
