@@ -7,9 +7,11 @@ opt ∈ {a, b, c} (categorical) whose best value switches from "a" to "c" halfwa
 A member that exploits copies its clone's score (the weights) and takes the method's new
 configuration. Regret of a member at a round: the best achievable rate minus its rate.
 
-Methods: PBT, random search, PB2 and PB2* with the mixed-input bandit (EXP3 for ``opt``, GP on
-the numeric columns with opt's one-hot columns fixed, integers rounded), and "pb2_round" (PB2
-with the categorical modelled as one relaxed index column, rounded: the naive baseline). Prints
+Methods: PBT, random search, PB2 and PB2* with the categories chosen by the EXP3 bandit of
+PB2-Mix ("bandit") or by maximising the acquisition for each category ("enumerate", the default
+for few categories), the GP on the numeric columns with opt's one-hot columns fixed and integers
+rounded; and "pb2_round" (PB2 with the categorical modelled as one relaxed index column, rounded:
+the naive baseline). Prints
 and writes (JSON, default benchmarks/results/mixed_space.json), per method over ``--seeds`` seeds:
 final regret (the population's best member, last round) and cumulative regret (population mean,
 summed over rounds), mean ± standard error over seeds (seeds are the independent unit); the
@@ -37,8 +39,10 @@ FLOATS = {"x": (0.0, 1.0), "n": (1.0, 30.0), "lr": (1e-4, 1e-1, "log")}
 METHODS = {  # label → (method, options)
     "pbt": ("pbt", {}),
     "random_search": ("random_search", {}),
-    "pb2_mixed": ("pb2", {}),
-    "pb2_star_mixed": ("pb2_star", {}),
+    "pb2_bandit": ("pb2", {"categorical": "bandit"}),
+    "pb2_star_bandit": ("pb2_star", {"categorical": "bandit"}),
+    "pb2_enumerate": ("pb2", {"categorical": "enumerate"}),
+    "pb2_star_enumerate": ("pb2_star", {"categorical": "enumerate"}),
     "pb2_round": ("pb2", {"categorical": "index"}),
 }
 BEST_RATE = 1.6  # x = 0.3, n = 12, lr = 0.01, the best opt
@@ -99,7 +103,7 @@ def main() -> None:
     args = ap.parse_args()
     results: dict = {"seeds": args.seeds, "members": args.members, "rounds": args.rounds, "methods": {}}
     print(f"synthetic mixed problem: {args.members} members × {args.rounds} rounds, {args.seeds} seeds")
-    print(f"{'method':16s} {'final regret':>16s} {'cumulative regret':>20s} {'best holds c':>13s}")
+    print(f"{'method':19s} {'final regret':>16s} {'cumulative regret':>20s} {'best holds c':>13s}")
     for label, (method, options) in METHODS.items():
         runs = [run(method, options, MIXED, s, args.members, args.rounds) for s in range(args.seeds)]
         fm, fse = mean_se([x["final"] for x in runs])
@@ -111,7 +115,7 @@ def main() -> None:
             "cumulative_regret_mean": cm, "cumulative_regret_se": cse,
             "best_member_holds_best_choice_after_switch": hm,
         }  # fmt: skip
-        print(f"{label:16s} {fm:8.3f} ± {fse:5.3f}   {cm:10.2f} ± {cse:5.2f}   {hm:12.0%}")
+        print(f"{label:19s} {fm:8.3f} ± {fse:5.3f}   {cm:10.2f} ± {cse:5.2f}   {hm:12.0%}")
     timing = {}
     for label, space in (("pb2_mixed", MIXED), ("pb2_floats", FLOATS)):
         times = [

@@ -199,9 +199,9 @@ def _run(args: argparse.Namespace) -> None:
 
 def _meta(args: argparse.Namespace) -> None:
     from metapb2_core.meta.tables import build_meta_dir
-    from metapb2_core.space import SEARCH_SPACE
 
-    written = build_meta_dir(args.runs, args.out, SEARCH_SPACE, args.method, args.faithful, args.role)
+    # each record's own declared space: records of a custom (or mixed) space make meta-data too
+    written = build_meta_dir(args.runs, args.out, None, args.method, args.faithful, args.role)
     tasks = sorted({p.parent.name for p in written})
     print(f"wrote {len(written)} meta tables for {len(tasks)} tasks into {args.out}: {', '.join(tasks)}")
 

@@ -26,6 +26,7 @@ from metapb2_core.ask_tell import build_method, check_seed
 from metapb2_core.budgets import Budget, get_budget
 from metapb2_core.checks import CheckOutcome, run_checks, verdict
 from metapb2_core.envs import Task, get_task
+from metapb2_core.errors import MetaPB2Error
 from metapb2_core.method_inputs import method_inputs
 from metapb2_core.methods import Method, get_method
 from metapb2_core.population import ProgressFn, run_population
@@ -65,8 +66,11 @@ class RunRequest:
         get_method(self.method)
         check_seed(self.seed)
         budget = get_budget(self.budget, task.family)
-        space = SEARCH_SPACE.with_bounds(self.bounds) if self.bounds else SEARCH_SPACE
+        space = SEARCH_SPACE.with_bounds(self.bounds, add=True) if self.bounds else SEARCH_SPACE
         check_tunable(space.names)
+        words = [p.name for p in space.params if p.kind == "choice" and p.type is str]
+        if words:
+            raise MetaPB2Error(f"hyperparameter(s) {words}: the PPO trainer takes numbers, not words")
         quirks = Quirks.from_flag(self.faithful)
         inputs = method_inputs(self.method, self.task, space, self.meta, self.portfolio, quirks)
         return ResolvedRun(self, task, budget, space, quirks, inputs)
@@ -85,9 +89,12 @@ class ResolvedRun:
     def variant(self) -> dict[str, Any]:
         """What differs from the defaults beyond method, task, budget, seed, quirks and tag."""
         out: dict[str, Any] = {}
-        changed = [p for p, d in zip(self.space.params, SEARCH_SPACE.params, strict=True) if p != d]
-        if changed:
-            out["bounds"] = {p.name: [p.low, p.high] for p in changed}
+        default = {p.name: p for p in SEARCH_SPACE.params}
+        changed = [p for p in self.space.params if default.get(p.name) != p]
+        if changed:  # a float keeps its old form [low, high], so existing run ids stay
+            out["bounds"] = {
+                p.name: [p.low, p.high] if p.kind == "float" else p.declaration() for p in changed
+            }
         if "meta_tables" in self.inputs:
             out["meta_data"] = meta_digest(self.inputs["meta_tables"])
         if "portfolio" in self.inputs:
@@ -179,14 +186,14 @@ def execute_run(
     assert list(ident) == POINT_IDENTITY
     points = result.points.assign(**ident)
     points = points[list(ident) + [c for c in result.points.columns]]
-    perturbations = perturbation_table(run.run_id, result.perturbations, space.names)
+    perturbations = perturbation_table(run.run_id, result.perturbations, space.names, space.column_dtypes())
     meta_tables = run.inputs.get("meta_tables", {})
     meta = {
         **ident,
         "faithful": req.faithful,
         "tag": req.tag,
         "budget_sizes": budget.to_dict(),
-        "bounds": {p.name: [p.low, p.high, p.log] for p in space.params},
+        "bounds": space.declaration(),
         "variant": run.variant,
         "wall_seconds": result.wall_seconds,
         "compile_seconds": result.compile_seconds,

@@ -379,26 +379,33 @@ class SearchSpace:
     def from_array(self, values: np.ndarray) -> Config:
         return {n: float(v) for n, v in zip(self.names, values, strict=True)}
 
-    def with_bounds(self, bounds: dict[str, Any]) -> SearchSpace:
+    def with_bounds(self, bounds: dict[str, Any], add: bool = False) -> SearchSpace:
         """A copy with some parameters redeclared: ``(low, high)`` keeps a parameter's kind and
-        scale, any other declaration (``from_dict``'s) replaces it; errors name the parameter."""
+        scale, any other declaration (``from_dict``'s) replaces it; with ``add``, names the space
+        lacks are appended (``metapb2 run --bounds gamma=0.9:0.999``); errors name the parameter."""
         unknown = [n for n in bounds if n not in self.names]
-        if unknown:
+        if unknown and not add:
             raise MetaPB2Error(f"unknown hyperparameter(s) {unknown}; the space has {', '.join(self.names)}")
+        extra = [parse_declaration(n, bounds[n]) for n in unknown]
         params = []
         for p in self.params:
             if p.name not in bounds:
                 params.append(p)
                 continue
             new = bounds[p.name]
-            if isinstance(new, tuple | list) and len(new) == 2 and p.kind != "choice":
+            if (
+                isinstance(new, tuple | list)
+                and len(new) == 2
+                and not isinstance(new[0], str)
+                and p.kind != "choice"
+            ):
                 if p.kind == "int":
                     params.append(IntParam(p.name, new[0], new[1], p.log, 1, p.domain))
                 else:
                     params.append(Param(p.name, new[0], new[1], p.log, p.domain))
             else:
                 params.append(parse_declaration(p.name, new))
-        return SearchSpace(params)
+        return SearchSpace(params + extra)
 
 
 def _scale(name: str, scale: Any) -> bool:
@@ -414,6 +421,14 @@ def _scale(name: str, scale: Any) -> bool:
             else ""
         )
     )
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_declaration(name: str, d: Any) -> AnyParam:
@@ -459,6 +474,8 @@ def parse_declaration(name: str, d: Any) -> AnyParam:
         if len(rest) == 3 and rest[2] in ("log", "linear"):
             return IntParam(name, rest[0], rest[1], log=rest[2] == "log")
         return IntParam(name, rest[0], rest[1], step=rest[2] if len(rest) == 3 else 1)
+    if isinstance(head, str) and len(d) in (2, 3) and _looks_numeric(head):
+        raise MetaPB2Error(f"hyperparameter {name!r}: bounds must be numbers, got {d!r} (strings)")
     if isinstance(head, str):
         raise MetaPB2Error(
             f"hyperparameter {name!r}: unknown declaration {head!r}; expected 'int', 'choice' or numbers"

@@ -99,7 +99,7 @@ def test_a_saved_state_is_json_and_a_loaded_population_goes_on_as_the_one_that_w
 
     saved = json.loads((tmp_path / "pop.state").read_text(), parse_constant=strict)
     assert (saved["method"], saved["size"]) == (method, 4)
-    assert saved["space"] == [["lr", 1e-5, 1e-1, True], ["gamma", 0.9, 0.999, False]]
+    assert saved["space"] == {"lr": [1e-5, 1e-1, True], "gamma": [0.9, 0.999, False]}
     rng = saved["ask_tell"]["clone_rng"]
     assert rng["bit_generator"] == "PCG64" and all(isinstance(v, int) for v in rng["state"].values())
     assert saved["ask_tell"]["rows"][-1]["reward"] == {"$float": "nan"}

@@ -206,6 +206,7 @@ def test_the_browser_shows_the_graph_a_complete_evaluation_and_the_rank_table(da
             shutil.copy(png, ROOT / "docs" / png.name)
 
 
+@pytest.mark.slow  # waits for the automation sensor (33 s)
 def test_a_new_evaluation_refreshes_method_ranks_with_nobody_touching_the_ui(dagster_dev, ray_head):
     from metapb2_assets.definitions import build_definitions
     from metapb2_assets.family import partition_key

@@ -20,7 +20,7 @@ from metapb2_core.run import RunRequest, execute_run
 ENVS = list(BRAX_IDS)
 # The cheapest to compile runs in the default test run (the context test reuses its programs); the
 # others are marked slow, to keep the default run within CI's 15 minutes.
-CHEAP = ("inverted_pendulum",)
+CHEAP: tuple[str, ...] = ()  # Brax smoke runs compile for ~40 s each: all in the slow set
 # Observation and action sizes of Brax 0.14's environments under the spring backend.
 SIZES = {
     "humanoid": (244, 17),
@@ -105,6 +105,7 @@ def _torso_heights(env: BraxEnv, steps: int):
     return run
 
 
+@pytest.mark.slow  # Brax: compiles hopper (9 s); the CI budget
 def test_gravity_reaches_the_physics_and_changing_it_does_not_recompile():
     env, steps = BraxEnv("hopper"), 10
     run = _torso_heights(env, steps)

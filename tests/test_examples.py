@@ -46,6 +46,7 @@ def test_ask_tell_loop(tmp_path, capsys):
     assert "multitask" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a PPO Tune experiment (19 s); the mixed-space Tune test covers the scheduler
 def test_tune_cartpole(ray_local, tmp_path):
     import tune_cartpole
 

@@ -316,7 +316,7 @@ def test_transitions_dropped_for_non_finite_rewards_are_counted_in_the_diagnosti
     trans = bandit.transitions(ref.data_table(table), NAMES, by_values=False)
     assert len(trans) == 6 and not trans["member"].eq(1).any()
     last = trans[trans["member"] == 3].iloc[-1]
-    config, diagnostics = ref._select(trans, (float(last["time"]), float(last["r_before"])), [])
+    config, diagnostics = ref._select(trans, (float(last["time"]), float(last["r_before"])), [], table)
     assert got.config == config and {k: v for k, v in d.items() if k != "dropped_nonfinite"} == diagnostics
     # every reward finite: nothing dropped, no key (the records of such runs are as they were)
     finite = table.assign(reward=table["reward"].fillna(3.5))

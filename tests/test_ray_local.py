@@ -110,6 +110,7 @@ def test_a_one_shot_dagster_asset_materialize_leaves_no_ray_process_behind(tmp_p
     assert not ray_cluster.temp_dir(state).exists()
 
 
+@pytest.mark.slow  # waits out a head that cannot start (40 s)
 def test_a_local_head_that_cannot_start_says_why_in_one_line_and_leaves_no_process(tmp_path):
     """Under a file-size limit (``ulimit -f``) Ray's own files cannot grow and ``ray start`` fails
     half-way, its GCS, dashboard and monitors already running: they are stopped."""

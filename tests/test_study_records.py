@@ -321,6 +321,7 @@ def _records_per_seed(root: Path) -> dict[int, dict[str, int]]:
 
 
 @pytest.mark.skipif(not (COMMITTED_STUDY / "study.yaml").exists(), reason="no committed study")
+@pytest.mark.slow  # copies and rebuilds the whole committed study (45 s)
 def test_adding_a_seed_to_the_committed_study_leaves_its_complete_seeds_current(tmp_path):
     """Seeds are replicates: with one more seed declared beside the committed ones, no step of a
     complete seed (every evaluation and meta run recorded) becomes pending that was not pending

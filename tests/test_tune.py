@@ -108,6 +108,7 @@ def silent_trainable(config):
         tune.report({"loss": 1.0})
 
 
+@pytest.mark.slow  # a Tune experiment that times out (21 s)
 def test_a_trainable_that_never_reports_the_metric_is_one_clear_error(ray_local, tmp_path):
     with pytest.raises(Exception) as info:  # Tune wraps the scheduler's error; its message stays
         toy_tune.run("pb2_star", 0, iterations=4, storage=tmp_path, trainable=silent_trainable)

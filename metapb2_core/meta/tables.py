@@ -126,14 +126,15 @@ def manifest_path(table: Path) -> Path:
 def build_meta_dir(
     runs_dir: str | Path,
     meta_dir: str | Path,
-    space: SearchSpace,
+    space: SearchSpace | None = None,
     method: str = "pb2",
     by_values: bool = False,
     role: str | None = None,
 ) -> list[Path]:
     """Turn every record of ``method`` (and ``role``, e.g. a study's ``meta`` runs) in ``runs_dir``
     into a meta table in ``meta_dir``; a record that failed its checks is left out (it stays on
-    disk, marked)."""
+    disk, marked). ``space``: the hyperparameters to read; None reads each record's own declared
+    space (its ``bounds``: a Tune experiment's or ``--bounds`` run's as well as the paper's)."""
     runs = Path(runs_dir)
     if not runs.is_dir():
         raise MetaPB2Error(f"runs folder {runs} does not exist or is not a folder")
@@ -145,13 +146,24 @@ def build_meta_dir(
             continue
         if role is not None and record.meta.get("role") != role:
             continue
-        table = meta_table_from_record(record.points, record.perturbations, record.meta, space, by_values)
+        own = space or record_space(record.meta, rid)
+        table = meta_table_from_record(record.points, record.perturbations, record.meta, own, by_values)
         if len(table):
             written.append(write_meta_table(meta_dir, table, by_values))
     if not written:
         which = f"{method!r}" + (f" {role!r}-role" if role else "")
         raise MetaPB2Error(f"no {which} run records with transitions in {runs} to build meta-data from")
     return written
+
+
+def record_space(meta: dict, run_id: str) -> SearchSpace:
+    """The search space a record declares (its ``bounds``), or one line naming the record."""
+    if "bounds" not in meta:
+        raise MetaPB2Error(f"record {run_id} declares no search space ('bounds' missing from its meta)")
+    try:
+        return SearchSpace.from_dict(meta["bounds"])
+    except MetaPB2Error as e:
+        raise MetaPB2Error(f"record {run_id}: {e}") from None
 
 
 def available_tasks(meta_dir: str | Path) -> list[str]:

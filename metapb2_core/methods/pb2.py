@@ -6,18 +6,26 @@ member starts under a new configuration, so that its next record row yields a tr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from itertools import product
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from metapb2_core import bandit, choice_bandit
+from metapb2_core.errors import MetaPB2Error
 from metapb2_core.gp.kernel import KernelSpec
 from metapb2_core.gp.model import GPFit
 from metapb2_core.methods.base import ExploreContext, Method, Suggestion, register_method
 from metapb2_core.quirks import Quirks
 from metapb2_core.space import Config, SearchSpace
+
+# how a mixed space's categories are chosen; "auto": enumerate up to MAX_COMBINATIONS, else the bandit
+# (benchmarks/bench_mixed_space.py: enumeration had the lowest regret with 3 categories)
+CATEGORICAL_MODES = ("auto", "enumerate", "bandit", "index")
+MAX_COMBINATIONS = 64
 
 
 @dataclass(frozen=True)
@@ -57,12 +65,17 @@ class _PB2Base(Method):
         self, space: SearchSpace, rng: np.random.Generator, quirks: Quirks = Quirks(), **options: Any
     ):
         exploration = options.pop("exploration", None)
-        categorical = options.pop("categorical", "onehot")
+        self.categorical = options.pop("categorical", "auto")
+        if self.categorical not in CATEGORICAL_MODES:
+            raise MetaPB2Error(
+                f"categorical must be one of {', '.join(CATEGORICAL_MODES)}, got {self.categorical!r}"
+            )
         super().__init__(space, rng, quirks, **options)
         self.variant = type(self).variant_for(quirks)
         if exploration is not None:
             self.variant = replace(self.variant, exploration=float(exploration))
-        self.scaling = bandit.Scaling(space, self.variant.scaling_log, self.variant.clip_unit, categorical)
+        encoding = "index" if self.categorical == "index" else "onehot"
+        self.scaling = bandit.Scaling(space, self.variant.scaling_log, self.variant.clip_unit, encoding)
         self.explore_rows: list[dict] = []
         self.exploit_times: dict[int, list[int]] = {}
 
@@ -152,18 +165,38 @@ class _PB2Base(Method):
         return config, diagnostics
 
     def _select_mixed(self, acq: bandit.UCB, trans: pd.DataFrame, records: pd.DataFrame):
-        """Mixed inputs (PB2-Mix): the categories from the EXP3 bandit on the whole run's
-        transitions, then the acquisition maximised over the numeric columns with their one-hot
-        columns fixed; integers rounded to their grid."""
-        cats = (
-            [p for p in self.space.params if p.kind == "choice"]
-            if self.scaling.categorical == "onehot"
-            else []
-        )
-        chosen, cat_diagnostics = {}, {}
-        if cats:
-            played = choice_bandit.plays(records, self.explore_rows, trans)
-            chosen, cat_diagnostics = choice_bandit.choose(trans, played, cats, self.rng)
+        """Mixed inputs: the categories, then the acquisition maximised over the numeric columns
+        with the categories' one-hot columns fixed; integers rounded to their grid. The categories
+        come from maximising the acquisition for every combination of them (``"enumerate"``, as
+        BoTorch's ``optimize_acqf_mixed`` does with fixed features; up to ``MAX_COMBINATIONS``),
+        or from the time-varying EXP3 bandit of PB2-Mix (``"bandit"``, Parker-Holder et al. 2021;
+        ``choice_bandit``); ``"auto"`` (the default) enumerates when the combinations are few,
+        else takes the bandit; ``"index"`` models each as one relaxed column, rounded."""
+        cats = [p for p in self.space.params if p.kind == "choice"] if self.categorical != "index" else []
+        if not cats:
+            u, value = bandit.maximise_conditioned(acq, self.scaling.width, {}, self.rng)
+            return self.scaling.decode(u, {}), u, value, {}
+        n_combos = math.prod(len(p.choices) for p in cats)
+        if self.categorical == "enumerate" or (self.categorical == "auto" and n_combos <= MAX_COMBINATIONS):
+            combos = [
+                dict(zip([p.name for p in cats], c, strict=True)) for c in product(*(p.choices for p in cats))
+            ]
+            if len(combos) > MAX_COMBINATIONS:
+                raise MetaPB2Error(
+                    f"{len(combos)} combinations of categories to enumerate (> {MAX_COMBINATIONS}); "
+                    "use categorical='bandit'"
+                )
+            best = None
+            for chosen in combos:
+                u, value = bandit.maximise_conditioned(
+                    acq, self.scaling.width, self.scaling.fixed_columns(chosen), self.rng
+                )
+                if best is None or value > best[2]:
+                    best = (chosen, u, value)
+            chosen, u, value = best
+            return self.scaling.decode(u, chosen), u, value, {"categories_by": "acquisition"}
+        played = choice_bandit.plays(records, self.explore_rows, trans)
+        chosen, cat_diagnostics = choice_bandit.choose(trans, played, cats, self.rng)
         u, value = bandit.maximise_conditioned(
             acq, self.scaling.width, self.scaling.fixed_columns(chosen), self.rng
         )
