@@ -50,18 +50,6 @@ def check_seed(seed: int) -> None:
         raise MetaPB2Error(f"seed must be an integer in [0, 2^32), got {seed!r}")
 
 
-def as_space(space: SearchSpace | dict) -> SearchSpace:
-    """A space from a ``SearchSpace``, our declarations, or Ray Tune's domains (``tune.randint``,
-    ``tune.choice``, …; converted by ``metapb2_core.tune_space``, imported only when one is used)."""
-    if isinstance(space, SearchSpace):
-        return space
-    if isinstance(space, dict) and any(type(d).__module__.startswith("ray.tune") for d in space.values()):
-        from metapb2_core.tune_space import space_from_spec  # Ray is only loaded for Tune's domains
-
-        return space_from_spec(space)
-    return SearchSpace.from_dict(space)
-
-
 def build_method(
     name: str, space: SearchSpace, seed: int, quirks: Quirks, inputs: dict[str, Any], **options: Any
 ) -> Method:
@@ -89,7 +77,7 @@ class AskTellPopulation:
         ``SearchSpace`` or ``{name: (low, high[, "log"])}``). Meta methods read ``meta`` (a
         directory from ``metapb2 meta`` or a catalog query), leaving out ``task``'s own data; the
         warm start reads ``portfolio`` (a directory, a JSON file or a list of configurations)."""
-        space = as_space(space)
+        space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
         check_seed(seed)
         quirks = Quirks.from_flag(faithful)
         inputs = method_inputs(method, task, space, meta, portfolio, quirks)

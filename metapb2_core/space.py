@@ -456,6 +456,11 @@ def parse_declaration(name: str, d: Any) -> AnyParam:
         if kind == "int":
             return IntParam(name, d["low"], d["high"], log, d.get("step", 1))
         return Param(name, d["low"], d["high"], log)
+    if type(d).__module__.startswith("ray.tune"):
+        raise MetaPB2Error(
+            f"hyperparameter {name!r}: a Ray Tune domain; MethodScheduler takes those, elsewhere convert "
+            "the space with metapb2_core.tune_space.space_from_spec"
+        )
     if not isinstance(d, tuple | list) or not d:
         raise MetaPB2Error(
             f"hyperparameter {name!r}: expected (low, high), (low, high, 'log'), ('int', low, high) or "

@@ -35,7 +35,7 @@ from metapb2_core.errors import MetaPB2Error
 from metapb2_core.rounds import QUANTILE_FRACTION, Perturbation, quantiles
 from metapb2_core.space import SearchSpace
 from metapb2_core.store import RunRecord, write_record
-from metapb2_core.tune_space import domain_of
+from metapb2_core.tune_space import domain_of, space_from_spec
 
 
 class MethodScheduler(PopulationBasedTraining):
@@ -73,7 +73,14 @@ class MethodScheduler(PopulationBasedTraining):
                 f"perturbation_interval must be a positive integer, got {perturbation_interval!r}"
             )
         population = AskTellPopulation.create(
-            method, space, population_size, seed, task=task, meta=meta, portfolio=portfolio, faithful=faithful
+            method,
+            space_from_spec(space),
+            population_size,
+            seed,
+            task=task,
+            meta=meta,
+            portfolio=portfolio,
+            faithful=faithful,
         )
         return cls(population, method, seed, metric, mode, time_attr, perturbation_interval, task, records)
 

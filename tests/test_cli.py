@@ -146,7 +146,7 @@ BAD_INPUT = {
     "bounds-without-equals": ([*RUN, "--bounds", "lr1e-5:1e-3"], "bad bounds 'lr1e-5:1e-3'", None),
     "bounds-without-colon": ([*RUN, "--bounds", "lr=1e-5"], "bad bounds 'lr=1e-5'", None),
     "bounds-not-a-number": ([*RUN, "--bounds", "lr=x:1e-3"], "must be numbers", None),
-    "bounds-unknown-name": ([*RUN, "--bounds", "gamma=0.9:0.99"], "'gamma'", None),
+    "bounds-unknown-name": ([*RUN, "--bounds", "beta=0.9:0.99"], "'beta'", None),
     "negative-seed": ([*RUN, "--seed", "-1"], "seed must be an integer in [0, 2^32), got -1", None),
     "seed-beyond-32-bits": ([*RUN, "--seed", "4294967296"], "seed must be an integer in [0, 2^32)", None),
     "run-out-is-a-file": ([*RUN, "--out", "afile"], "output directory afile is a file", a_file),

@@ -348,3 +348,17 @@ def test_every_method_runs_a_tune_experiment_on_a_mixed_space(method, ray_local,
     )
     _check_tune(s, tmp_path, method)
     assert not math.isnan(s.record.best_final_eval)
+
+
+def test_metapb2_run_bounds_add_a_tunable_ppo_setting_and_refuse_words():
+    from metapb2_core.run import RunRequest
+
+    run = RunRequest("cart_pole-earth", "pbt", 0, "smoke", bounds=parse_bounds(["gamma=0.9:0.999"])).resolve()
+    assert run.space.names == ["lr", "lambda", "clip_param", "gamma"]
+    assert run.variant["bounds"] == {"gamma": [0.9, 0.999]}
+    with pytest.raises(MetaPB2Error, match="the PPO trainer takes numbers"):
+        RunRequest(
+            "cart_pole-earth", "pbt", 0, "smoke", bounds=parse_bounds(["clip_param=choice:a,b"])
+        ).resolve()
+    with pytest.raises(MetaPB2Error, match="'beta'"):
+        RunRequest("cart_pole-earth", "pbt", 0, "smoke", bounds=parse_bounds(["beta=0:1"])).resolve()
