@@ -74,6 +74,12 @@ class _PB2Base(Method):
         self.variant = type(self).variant_for(quirks)
         if exploration is not None:
             self.variant = replace(self.variant, exploration=float(exploration))
+        n_combos = math.prod(len(p.choices) for p in space.params if p.kind == "choice")
+        if self.categorical == "enumerate" and n_combos > MAX_COMBINATIONS:
+            raise MetaPB2Error(
+                f"{n_combos} combinations of choices to enumerate (> {MAX_COMBINATIONS}); "
+                "use categorical='bandit'"
+            )
         encoding = "index" if self.categorical == "index" else "onehot"
         self.scaling = bandit.Scaling(space, self.variant.scaling_log, self.variant.clip_unit, encoding)
         self.explore_rows: list[dict] = []
@@ -181,11 +187,6 @@ class _PB2Base(Method):
             combos = [
                 dict(zip([p.name for p in cats], c, strict=True)) for c in product(*(p.choices for p in cats))
             ]
-            if len(combos) > MAX_COMBINATIONS:
-                raise MetaPB2Error(
-                    f"{len(combos)} combinations of categories to enumerate (> {MAX_COMBINATIONS}); "
-                    "use categorical='bandit'"
-                )
             best = None
             for chosen in combos:
                 u, value = bandit.maximise_conditioned(
