@@ -130,6 +130,13 @@ class MethodScheduler(PopulationBasedTraining):
         self._members[trial] = m
         # the values a user put in param_space for tuned names are this member's start (checked),
         # or refused where the method starts from its own (a portfolio); the rest are the method's
+        untuned = sorted(set(trial.evaluated_params) - set(self.population.space.names))
+        if untuned:  # PBT's exploit copies the clone's whole config: such a value would spread unchecked
+            raise MetaPB2Error(
+                f"{', '.join(untuned)} drawn by Tune from the param_space but not in {self.method}'s "
+                "space: every exploit would copy the clone's value until all trials hold one; declare "
+                "it in the scheduler's space or give it a constant"
+            )
         given = {n: trial.config[n] for n in self.population.space.names if n in trial.config}
         config = self.population.start_from(m, given) if given else self.population.ask()[m]
         trial.config.update(config)

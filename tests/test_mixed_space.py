@@ -362,3 +362,13 @@ def test_metapb2_run_bounds_add_a_tunable_ppo_setting_and_refuse_words():
         ).resolve()
     with pytest.raises(MetaPB2Error, match="'beta'"):
         RunRequest("cart_pole-earth", "pbt", 0, "smoke", bounds=parse_bounds(["beta=0:1"])).resolve()
+
+
+def test_a_tune_domain_the_scheduler_does_not_tune_is_refused_not_copied_on_every_exploit(
+    ray_local, tmp_path
+):
+    from ray.tune.error import TuneError
+
+    with pytest.raises((TuneError, MetaPB2Error)) as info:
+        mixed_space.run("pbt", 0, storage=tmp_path, param_space={"momentum": tune.choice([0.0, 0.9])})
+    assert "momentum drawn by Tune from the param_space but not in pbt's space" in str(info.value)
