@@ -16,8 +16,8 @@ and writes (JSON, default benchmarks/results/mixed_space.json), per method over 
 final regret (the population's best member, last round) and cumulative regret (population mean,
 summed over rounds), mean ± standard error over seeds (seeds are the independent unit); the
 share of rounds after the switch whose best member holds "c"; and seconds per suggestion (median,
-p95) of the mixed PB2 beside PB2 on a float-only space of the same size (x, lr, n as a float,
-opt dropped).
+p95) of PB2 with the bandit and with enumeration beside PB2 on a float-only space (x, lr and n as a
+float, opt dropped).
 Usage: python benchmarks/bench_mixed_space.py [--seeds 10] [--members 8] [--rounds 20]
 """
 
@@ -117,11 +117,16 @@ def main() -> None:
         }  # fmt: skip
         print(f"{label:19s} {fm:8.3f} ± {fse:5.3f}   {cm:10.2f} ± {cse:5.2f}   {hm:12.0%}")
     timing = {}
-    for label, space in (("pb2_mixed", MIXED), ("pb2_floats", FLOATS)):
+    timed = (
+        ("pb2_bandit", MIXED, "bandit"),
+        ("pb2_enumerate", MIXED, "enumerate"),
+        ("pb2_floats", FLOATS, "auto"),
+    )
+    for label, space, mode in timed:
         times = [
             t
             for s in range(args.seeds)
-            for t in run("pb2", {}, space, s, args.members, args.rounds)["suggest_s"]
+            for t in run("pb2", {"categorical": mode}, space, s, args.members, args.rounds)["suggest_s"]
         ]
         timing[label] = {
             "median_ms": 1e3 * float(np.median(times)),
@@ -131,7 +136,7 @@ def main() -> None:
     results["suggest_seconds"] = timing
     for label, t in timing.items():
         print(
-            f"suggestion time {label:11s}: median {t['median_ms']:.1f} ms, "
+            f"suggestion time {label:13s}: median {t['median_ms']:.1f} ms, "
             f"p95 {t['p95_ms']:.1f} ms (n = {t['n']})"
         )
     print(f"(per suggestion: a round's perturb() time over its exploits; units: seeds, n = {args.seeds})")
