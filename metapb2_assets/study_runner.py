@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 import dagster as dg
@@ -224,11 +225,12 @@ class StudyRunner:
                 if len(todo) < len(phase):
                     fresh = len(phase) - len(todo)
                     say(f"{fresh} of {len(phase)} runs of {_names(phase)} up to date: skipped")
-                done = []
-                for step, outcome in self._execute_all(todo, pool, (home, settings, spec), say):
+                done, started = [], time.perf_counter()
+                for step, outcome in self._execute_all(todo, pool, workers, (home, settings, spec), say):
                     done.append(StepResult(step, *outcome))
                     verdict = "done" if done[-1].success else "FAILED"
-                    say(f"{verdict} {step.describe()} ({len(done)} of {len(todo)})")
+                    progress = progress_note(len(done), len(todo), time.perf_counter() - started)
+                    say(f"{verdict} {step.describe()} ({progress})")
                     self.export()  # each finished step's files at once: a study stopped midway keeps them
                 results += done
                 failed = [r for r in done if not r.success]
@@ -240,19 +242,24 @@ class StudyRunner:
         return results, skipped
 
     @staticmethod
-    def _execute_all(todo: list[Step], pool: ProcessPoolExecutor | None, common: tuple, say):
-        """(step, outcome) of every step of ``todo`` as each finishes."""
+    def _execute_all(todo: list[Step], pool: ProcessPoolExecutor | None, workers: int, common: tuple, say):
+        """(step, outcome) of every step of ``todo`` as each finishes. At most ``workers`` steps
+        are handed to the pool at a time, so "run …" is said when a step starts, not when it is
+        queued (all of a phase's steps at once said nothing about what was running)."""
         if pool is None or len(todo) == 1:
             for step in todo:
                 say(f"run {step.describe()}")
                 yield step, _execute(*common, step.stage, step.partition)
             return
-        futures: dict[Future, Step] = {}
-        for step in todo:
-            say(f"run {step.describe()}")
-            futures[pool.submit(_execute, *common, step.stage, step.partition)] = step
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        waiting, running = list(todo), {}
+        while waiting or running:
+            while waiting and len(running) < workers:
+                step = waiting.pop(0)
+                say(f"run {step.describe()}")
+                running[pool.submit(_execute, *common, step.stage, step.partition)] = step
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield running.pop(future), future.result()
 
     def ranking(self) -> RankedStudy:
         """The study's ranking over what the catalog holds (``partial`` when short of the plan)."""
@@ -260,6 +267,24 @@ class StudyRunner:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IncompleteGridWarning)
             return rank_study(found.points, self.spec, found.failed, found.perturbations)
+
+
+def progress_note(done: int, total: int, seconds: float) -> str:
+    """``k of n``, the time the phase has taken and what is left at its mean pace so far, e.g.
+    ``3 of 24; 4 min 10 s so far, about 29 min left``."""
+    if done >= total:
+        return f"{done} of {total}; {_duration(seconds)}"
+    left = seconds / done * (total - done)
+    return f"{done} of {total}; {_duration(seconds)} so far, about {_duration(left)} left"
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def _names(phase: list[Step]) -> str:

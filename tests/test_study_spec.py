@@ -147,3 +147,11 @@ def test_definitions_partition_by_the_declared_study(tmp_path):
     # the launch dialog's default budget is the study's
     fields = ev.op.config_schema.config_type.fields
     assert fields["budget"].default_value == "demo"
+
+
+def test_the_progress_note_says_done_of_total_time_so_far_and_time_left():
+    from metapb2_assets.study_runner import progress_note
+
+    assert progress_note(3, 24, 250.0) == "3 of 24; 4 min 10 s so far, about 29 min 10 s left"
+    assert progress_note(1, 171, 300.0) == "1 of 171; 5 min 0 s so far, about 14 h 10 min left"
+    assert progress_note(24, 24, 59.6) == "24 of 24; 1 min 0 s"
