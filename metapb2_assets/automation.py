@@ -39,11 +39,7 @@ def stale_evaluations_schedule(
         requests = []
         # A run key per state of the catalog: a stale partition is requested once per state, so a run
         # that fails is not relaunched every night until something it depends on changes.
-        state = (
-            catalog.query("SELECT max(materialized_at) AS t FROM lineage")["t"].iloc[0]
-            if catalog.tables()
-            else ""
-        )
+        state = catalog.lineage()["materialized_at"].max() if catalog.has("lineage") else ""
         for asset in evaluations:
             key = asset.key
             for partition in stale_keys(catalog, asset, spec):

@@ -19,7 +19,7 @@ from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import exploits_per_round
 from metapb2_core.run import RunRequest, method_code_version
 from metapb2_core.space import SEARCH_SPACE
-from metapb2_core.store import Replace, lineage_rows
+from metapb2_core.store import Replace, lineage_rows, step_rows
 from metapb2_core.store.staleness import settings_version
 from metapb2_core.study_spec import StudySpec
 
@@ -143,7 +143,7 @@ def study_assets(spec: StudySpec) -> list:
         _write(
             store,
             [
-                Replace("performance_matrix", {"task": task, "seed": seed}, rows),
+                step_rows("performance_matrix", rows, task=task, seed=seed),
                 lineage_rows(lin, [rows["run_id"].iloc[0]]),
             ],
         )
@@ -165,7 +165,7 @@ def study_assets(spec: StudySpec) -> list:
         paths = store.paths()
         table = study.build_family_portfolios(family, seed, size, Quirks.from_flag(config.faithful), paths)
         lin = runs.lineage(context, versioned(config), tuple(table["run_id"]))
-        _write(store, [Replace("portfolios", {"family": family, "seed": seed}, table), lineage_rows(lin, [])])
+        _write(store, [step_rows("portfolios", table, family=family, seed=seed), lineage_rows(lin, [])])
         per_target = table.groupby("target_task")["candidate"].apply(", ".join)
         return dg.MaterializeResult(
             metadata={

@@ -18,7 +18,7 @@ from metapb2_core.evaluation import IncompleteGridWarning, evaluate
 from metapb2_core.evaluation.inference_tables import headline, mean_ranks_table, tests_table
 from metapb2_core.evaluation.report import format_report, write_report
 from metapb2_core.evaluation.study_ranking import rank_study, ranked_points, ranked_seeds
-from metapb2_core.store import Replace, lineage_rows
+from metapb2_core.store import lineage_rows, step_rows
 from metapb2_core.store.staleness import settings_version
 from metapb2_core.study_spec import StudySpec
 
@@ -112,9 +112,7 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
         rows = rank_rows(ev, family, config.budget)
         version = settings_version(runs.code_version(evaluate), config.budget, spec.faithful)
         lin = runs.lineage(context, version, tuple(ranked["run_id"].unique()))
-        catalog.write(
-            [Replace("ranks", {"family": family, "budget": config.budget}, rows), lineage_rows(lin, [])]
-        )
+        catalog.write([step_rows("ranks", rows, family=family, budget=config.budget), lineage_rows(lin, [])])
         context.log.info("\n" + format_report(rs))
         anytime = ev.ranks.groupby(level="point").mean()
         newest = study.newest_landing(catalog, [e.key.to_user_string() for e in evaluations])

@@ -145,12 +145,9 @@ class StudyRunner:
             progress = lambda done, total: say(f"  {done} of {total} records read")  # noqa: E731
             say(f"rebuilt the catalog from {paths.root}: {rebuild_catalog(paths, progress).describe()}")
         catalog = paths.catalog()
-        if "lineage" not in catalog.tables():
+        lineage = catalog.lineage(published=True)
+        if lineage.empty:
             return 0
-        lineage = catalog.query(
-            "SELECT asset_key, partition, dagster_run_id, code_version FROM lineage "
-            "WHERE coalesce(status, '') <> 'staged'"
-        )
         reported = 0
         for asset in self.assets.values():
             name = asset.key.to_user_string()
@@ -181,18 +178,20 @@ class StudyRunner:
         """The catalog's rows that no record holds, as files beside the records (``table_files``)."""
         return export_tables(self.paths.catalog(), self.paths.root)
 
-    def pending(self, phase: list[Step], instance: dg.DagsterInstance) -> list[Step]:
-        """The steps of ``phase`` that are not materialised, or are stale (other code, budget or mode,
+    def pending(self, phase: list[Step]) -> list[Step]:
+        """The steps of ``phase`` that are not materialised (no published lineage row in the
+        catalog: the instance only shows it), or are stale (other code, budget or mode,
         or older than an input), or whose last run never got published (killed midway)."""
         catalog = self.paths.catalog()
         out_of_date: dict[str, set[str]] = {}  # asset → partitions to run ("" when unpartitioned)
         for name in {a for step in phase for a in step.stage.assets}:
             asset = self.assets[name]
+            # the catalog's lineage decides (derived from the study root's files); the instance
+            # only shows it, after adopt_records told it what it did not know
+            have = set(catalog.lineage([asset.key.to_user_string()], published=True)["partition"])
             if asset.partitions_def is None:
-                have = {""} if instance.get_latest_materialization_event(asset.key) else set()
                 wanted = {""}
             else:
-                have = set(instance.get_materialized_partitions(asset.key))
                 wanted = {s.partition for s in phase if name in s.stage.assets}
             stale = set(stale_keys(catalog, asset, self.spec))
             stale |= study.unpublished_partitions(catalog, asset.key.to_user_string())
@@ -220,7 +219,7 @@ class StudyRunner:
         )
         try:
             for phase in self.phases():
-                todo = self.pending(phase, instance)
+                todo = self.pending(phase)
                 skipped += len(phase) - len(todo)
                 if len(todo) < len(phase):
                     fresh = len(phase) - len(todo)

@@ -31,6 +31,7 @@ from metapb2_core.store import (
     lineage_rows,
     publish_rows,
     run_rows,
+    step_rows,
     usage_edges,
 )
 from metapb2_core.study_spec import StudySpec
@@ -144,14 +145,14 @@ def record_candidates(cands: list[Candidate], task: str, seed: int, budget: str)
         }
         for i, c in enumerate(cands)
     ]
-    return Replace("candidates", {"source_task": task, "seed": seed}, pd.DataFrame(rows))
+    return step_rows("candidates", pd.DataFrame(rows), source_task=task, seed=seed)
 
 
 def load_candidates(catalog: Catalog, family: str, seed: int | None = None) -> list[Candidate]:
     """The candidates of ``family``'s searches (of seed ``seed`` only, unless None)."""
-    if "candidates" not in catalog.tables():
+    df = catalog.candidates()
+    if df.empty:
         raise MetaPB2Error("no portfolio candidates yet: materialise portfolio_candidates first")
-    df = catalog.query("SELECT * FROM candidates ORDER BY source_task, seed, rank")
     df = df[df["source_task"].isin(family_tasks(family))]
     if seed is not None:
         df = df[df["seed"] == seed]
@@ -194,9 +195,9 @@ def family_matrix(
     """The performance matrix of ``family``: candidates of ``cands`` × tasks, rows scored on every
     task (the columns of seed ``seed`` only, unless None: then the mean over seeds where a column
     has several)."""
-    if "performance_matrix" not in catalog.tables():
+    long = catalog.rows("performance_matrix")
+    if long.empty:
         raise MetaPB2Error("no performance matrix yet: materialise performance_matrix first")
-    long = catalog.query("SELECT candidate_id, task, seed, score FROM performance_matrix")
     long = long[long["task"].isin(family_tasks(family)) & long["candidate_id"].isin(cands)]
     if seed is not None:
         long = long[long["seed"] == seed]
@@ -211,7 +212,7 @@ def build_family_portfolios(
     writes ``<task>_portfolio.json`` files under ``paths.portfolios_of(seed)``."""
     catalog = paths.catalog()
     cands = {c.id: c for c in load_candidates(catalog, family, seed)}
-    runs_of = dict(catalog.query("SELECT candidate_id, run_id FROM candidates").itertuples(index=False))
+    runs_of = dict(catalog.candidates()[["candidate_id", "run_id"]].itertuples(index=False))
     matrix = family_matrix(catalog, family, list(cands), seed)
     if matrix.empty:
         raise MetaPB2Error(f"the {family} performance matrix of seed {seed} is empty")
@@ -246,14 +247,9 @@ def build_family_portfolios(
 def evaluation_runs(catalog: Catalog, family: str, budget: str, faithful: bool | None = None) -> Runs:
     """The family's evaluation runs of ``budget`` (and quirk mode, unless None): those that passed
     their checks, and those that failed (kept, listed, never ranked)."""
-    if "runs" not in catalog.tables():
+    if not catalog.has("runs"):
         raise MetaPB2Error("no runs in the catalog yet: materialise evaluation assets first")
-    tasks = family_tasks(family)
-    marks = ", ".join("?" for _ in tasks)
-    cond, args = f"r.budget = ? AND r.task IN ({marks})", [budget, *tasks]
-    if faithful is not None:
-        cond, args = cond + " AND r.faithful = ?", [*args, faithful]
-    return catalog_runs(catalog, "evaluation", cond, args)
+    return catalog_runs(catalog, "evaluation", budget, family_tasks(family), faithful)
 
 
 def study_evaluation_runs(
@@ -277,11 +273,7 @@ def study_evaluation_runs(
 
 def run_manifests(catalog: Catalog, run_ids: Sequence[str]) -> pd.DataFrame:
     """The manifests of ``run_ids``: run_id, method, role and the manifest (a dict), by run id."""
-    if not run_ids:
-        return pd.DataFrame(columns=["run_id", "method", "role", "manifest"])
-    marks = ", ".join("?" * len(run_ids))
-    sql = f"SELECT run_id, method, role, meta_json FROM runs WHERE run_id IN ({marks})"
-    rows = catalog.query(sql, list(run_ids))
+    rows = catalog.manifests(run_ids)
     rows["manifest"] = rows.pop("meta_json").map(json.loads)
     return rows.sort_values("run_id").reset_index(drop=True)
 
@@ -296,23 +288,14 @@ def run_machines(catalog: Catalog, run_ids: Sequence[str]) -> pd.DataFrame:
 
 def unpublished_partitions(catalog: Catalog, asset_key: str) -> set[str]:
     """Partitions of ``asset_key`` whose last run was staged but never published (killed midway)."""
-    if "lineage" not in catalog.tables():
-        return set()
-    rows = catalog.query(
-        "SELECT partition FROM lineage WHERE asset_key = ? AND status = 'staged'", [asset_key]
-    )
-    return set(rows["partition"])
+    rows = catalog.lineage([asset_key])
+    return set(rows.loc[rows["status"] == "staged", "partition"])
 
 
 def newest_landing(catalog: Catalog, asset_keys: list[str]):
     """When the newest passed materialisation of any of ``asset_keys`` landed (UTC), or None."""
-    if "lineage" not in catalog.tables() or not asset_keys:
-        return None
-    marks = ", ".join("?" for _ in asset_keys)
-    t = catalog.query(
-        f"SELECT max(materialized_at) AS t FROM lineage WHERE asset_key IN ({marks}) AND status = 'passed'",
-        asset_keys,
-    )["t"].iloc[0]
+    rows = catalog.lineage(asset_keys)
+    t = rows.loc[rows["status"] == "passed", "materialized_at"].max()
     return None if pd.isna(t) else pd.Timestamp(t)
 
 

@@ -97,12 +97,9 @@ def study_evaluation(root: str | Path, run_ids: list[str] | None = None) -> Stud
         found = study_evaluation_runs(catalog, spec)
         if run_ids is not None:
             found = _only(found, run_ids, root)
-        every = (
-            catalog.query("SELECT run_id FROM runs")["run_id"].tolist() if "runs" in catalog.tables() else []
-        )
-        manifests = run_manifests(catalog, every)
+        manifests = run_manifests(catalog, catalog.run_ids())
         matrix = None
-        if "performance_matrix" in catalog.tables():
+        if catalog.has("performance_matrix"):
             cands = [c.id for c in load_candidates(catalog, spec.family)]
             matrix = family_matrix(catalog, spec.family, cands)
     if found.points.empty and found.failed.empty:
@@ -131,7 +128,7 @@ def _add_superseded(catalog, paths: StudyPaths, run_ids: list[str]) -> None:
     records its last report ranked until the report is written anew): their records enter the
     report's catalog as they were published, each under a partition of its own, so a snapshot
     ranks exactly what it listed."""
-    have = set(catalog.query("SELECT run_id FROM runs")["run_id"]) if "runs" in catalog.tables() else set()
+    have = set(catalog.run_ids())
     for rid in sorted(set(run_ids) - have):
         if not record_paths(paths.runs, rid)["meta"].is_file():
             continue  # _only names what is missing

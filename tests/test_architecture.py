@@ -160,3 +160,29 @@ def test_one_run_id_function():
     ]
     assert found == []
     assert pattern.search('f"{kind}-{task}-{budget}-s{seed}"')  # the check can fail
+
+
+SQL_OWNERS = {"metapb2_core.store.catalog", "metapb2_core.store.duckdb_file"}
+SQL = re.compile(
+    r"\b(SELECT|INSERT\s+INTO|DELETE\s+FROM|UPDATE\s+\S+\s+SET|CREATE\s+TABLE|ALTER\s+TABLE|JOIN)\b"
+)
+
+
+def sql_strings(module: str) -> list[str]:
+    """The string literals of ``module`` (f-string parts included) that read as SQL."""
+    tree = ast.parse(MODULES[module].read_text())
+    return [
+        f"{module}:{node.lineno} {node.value[:60]!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value)
+    ]
+
+
+def test_sql_only_in_the_catalog_module():
+    """The catalog's schema, readers and writers are store/catalog.py's (its engine, duckdb_file.py,
+    holds the generic statements): no other module writes SQL, and only the engine connects."""
+    found = [s for m in MODULES if m not in SQL_OWNERS for s in sql_strings(m)]
+    assert found == []
+    connects = [m for m, path in MODULES.items() if "duckdb.connect" in path.read_text()]
+    assert connects == ["metapb2_core.store.duckdb_file"]
+    assert sql_strings("metapb2_core.store.catalog")  # the check can fail

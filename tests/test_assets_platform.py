@@ -185,11 +185,11 @@ def test_every_run_is_a_named_stage_job_tagged_with_study_stage_method_and_budge
 
 
 def test_the_study_run_again_skips_everything_and_another_budget_redoes_everything(study):
-    runner, instance = study["runner"], study["instance"]
+    runner = study["runner"]
     results, skipped = runner.run(study["home"], workers=1)
     assert results == [] and skipped == RUNS
     other = StudyRunner(study["spec"].with_changes(budget="smoke"), runner.resources["ray"], study["store"])
-    assert [len(other.pending(p, instance)) for p in other.phases()] == [len(p) for p in other.phases()]
+    assert [len(other.pending(p)) for p in other.phases()] == [len(p) for p in other.phases()]
 
 
 def test_a_phase_runs_seed_after_seed_and_each_partition_with_all_its_stages(study):

@@ -16,7 +16,7 @@ from metapb2_core.budgets import get_budget
 from metapb2_core.checks import expected_perturbations, run_checks
 from metapb2_core.space import SEARCH_SPACE
 from metapb2_core.store import Catalog, Lineage, Replace, StoreError, lineage_rows
-from metapb2_core.store import catalog as catalog_module
+from metapb2_core.store import duckdb_file as catalog_module
 from metapb2_core.store.staleness import partition_seed, settings_version, stale_partitions
 
 
@@ -255,3 +255,17 @@ def test_population_check_counts_members_and_perturbations():
     assert failed(points[points["member"] < 3], pert) == ["population_as_configured"]
     assert failed(points, pert.iloc[:-1]) == ["population_as_configured"]
     assert expected_perturbations(budget, "pbt") == 2 and expected_perturbations(budget, "random_search") == 0
+
+
+def test_a_step_writes_its_table_keyed_as_the_schema_says_or_is_refused(tmp_path):
+    from metapb2_core.store import step_rows
+
+    cat = Catalog(tmp_path / "c.duckdb")
+    rows = pd.DataFrame({"family": ["classic"], "seed": [0], "target_task": ["a"], "position": [0]})
+    cat.write([step_rows("portfolios", rows, family="classic", seed=0)])
+    cat.write([step_rows("portfolios", rows.assign(position=1), family="classic", seed=0)])
+    assert cat.rows("portfolios")["position"].tolist() == [1]  # replaced, not appended
+    with pytest.raises(ValueError, match=r"keyed by \('family', 'seed'\), not \('seed',\)"):
+        step_rows("portfolios", rows, seed=0)
+    with pytest.raises(ValueError, match="'runs' is not a step's table"):
+        step_rows("runs", rows, run_id="x")

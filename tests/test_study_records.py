@@ -350,7 +350,7 @@ def test_adding_a_seed_to_the_committed_study_leaves_its_complete_seeds_current(
     def pending_of(study) -> list:
         runner = StudyRunner(study, store=store)
         runner.adopt_records(instance, lambda _: None)
-        return [s for phase in runner.phases() for s in runner.pending(phase, instance) if s.partition]
+        return [s for phase in runner.phases() for s in runner.pending(phase) if s.partition]
 
     def seed_of(step) -> int:
         return int(partition_seed(step.partition))

@@ -5,6 +5,7 @@ Everything downstream takes the points DataFrame only, so another source needs o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,15 +105,13 @@ def _load_catalog(path: Path, role: str | None) -> Runs:
     if not path.is_file():
         raise MetaPB2Error(f"DuckDB file {path} does not exist")
     catalog = Catalog(path)
-    tables = catalog.tables()
-    if DUCKDB_TABLE not in tables:
+    if not catalog.has(DUCKDB_TABLE):
         raise MetaPB2Error(f"{path} has no {DUCKDB_TABLE!r} table of run points")
-    if "runs" not in tables:  # points alone, e.g. exported by hand: no role or status to select by
-        points = catalog.query(f'SELECT * FROM "{DUCKDB_TABLE}"')
-        return Runs(check_points(points, str(path)), _no_failed(), pd.DataFrame())
+    if not catalog.has("runs"):  # points alone, e.g. exported by hand: no role or status to select by
+        return Runs(check_points(catalog.rows(DUCKDB_TABLE), str(path)), _no_failed(), pd.DataFrame())
     runs = catalog_runs(catalog, role)
     if runs.points.empty:
-        roles = ", ".join(catalog.query("SELECT DISTINCT role FROM runs ORDER BY role")["role"])
+        roles = ", ".join(catalog.roles())
         raise MetaPB2Error(
             f"{path} holds no {role + ' ' if role else ''}runs that passed their checks"
             + (f" ({len(runs.failed)} failed)" if len(runs.failed) else "")
@@ -122,21 +121,14 @@ def _load_catalog(path: Path, role: str | None) -> Runs:
 
 
 def catalog_runs(
-    catalog: Catalog, role: str | None, condition: str = "true", params: list | None = None
+    catalog: Catalog,
+    role: str | None,
+    budget: str | None = None,
+    tasks: Sequence[str] | None = None,
+    faithful: bool | None = None,
 ) -> Runs:
-    """The runs of a platform catalog with ``role`` (None: any) matching a SQL ``condition`` on its
-    ``runs`` table (alias ``r``): points and perturbations of those that passed their checks, and
-    the list of those that failed. Staged runs (not yet materialised) are in neither."""
-    cond = f"({condition})" + (" AND r.role = ?" if role else "")
-    args = [*(params or []), *([role] if role else [])]
-    passed = f"{cond} AND r.status = 'passed'"
-    points = catalog.query(f"SELECT p.* FROM run_points p JOIN runs r USING (run_id) WHERE {passed}", args)
-    perturbations = catalog.query(
-        f"SELECT q.* FROM perturbations q JOIN runs r USING (run_id) WHERE {passed}", args
-    )
-    failed = catalog.query(
-        "SELECT r.run_id, r.task, r.method, r.seed, r.failed_checks AS reason FROM runs r "
-        f"WHERE {cond} AND r.status = 'failed' ORDER BY r.run_id",
-        args,
-    )
+    """The runs of a platform catalog with ``role`` (None: any), budget, tasks and quirk mode (each
+    None: any): points and perturbations of those that passed their checks, and the list of those
+    that failed. Staged runs (not yet materialised) are in neither."""
+    points, perturbations, failed = catalog.runs_matching(role, budget, tasks, faithful)
     return Runs(points, failed, perturbations)

@@ -15,7 +15,6 @@ Either way the selection is leave-one-task-out: the target task's own runs are n
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import duckdb
@@ -67,16 +66,8 @@ def load_meta_from_catalog(
 ) -> dict[str, pd.DataFrame]:
     if not path.is_file():
         raise MetaPB2Error(f"DuckDB catalog {path} does not exist (materialise meta_runs first)")
-    cond = "method = ? AND task <> ? AND status = 'passed'"
-    cond += "" if where and re.search(r"\brole\b", where) else " AND role = 'meta'"
-    cond += f" AND ({where})" if where else ""
-    params = [method, target_task]
     try:
-        cat = Catalog(path)
-        runs = cat.query(f"SELECT run_id, meta_json FROM runs WHERE {cond} ORDER BY run_id", params)
-        ids = f"SELECT run_id FROM runs WHERE {cond}"
-        points = cat.query(f"SELECT * FROM run_points WHERE run_id IN ({ids})", params)
-        perturbations = cat.query(f"SELECT * FROM perturbations WHERE run_id IN ({ids})", params)
+        runs, points, perturbations = Catalog(path).meta_data_runs(method, target_task, where)
     except duckdb.Error as e:
         raise MetaPB2Error(f"meta-data query on {path} failed: {str(e).splitlines()[0]}") from None
     except StoreError as e:

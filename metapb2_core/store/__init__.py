@@ -1,7 +1,21 @@
 """Study storage: per-run records (Parquet + manifest), checkpoints of unfinished runs, and the
 DuckDB catalog over them."""
 
-from metapb2_core.store.catalog import Catalog, Delete, Replace, StoreError, Update
+from metapb2_core.store.catalog import (
+    TABLES,
+    Catalog,
+    Delete,
+    Lineage,
+    Replace,
+    StoreError,
+    Update,
+    evaluation_rows,
+    lineage_rows,
+    publish_rows,
+    run_rows,
+    step_rows,
+    usage_edges,
+)
 from metapb2_core.store.checkpoints import (
     checkpoint_path,
     load_checkpoint,
@@ -20,15 +34,6 @@ from metapb2_core.store.records import (
     read_record,
     record_ids,
     write_record,
-)
-from metapb2_core.store.rows import (
-    TABLES,
-    Lineage,
-    evaluation_rows,
-    lineage_rows,
-    publish_rows,
-    run_rows,
-    usage_edges,
 )
 
 __all__ = [
@@ -57,6 +62,7 @@ __all__ = [
     "remove_checkpoint",
     "run_rows",
     "save_checkpoint",
+    "step_rows",
     "usage_edges",
     "write_record",
 ]

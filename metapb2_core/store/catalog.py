@@ -1,283 +1,304 @@
-"""The DuckDB catalog of a study: one database file, written by one process at a time.
-
-DuckDB lets one process open a file for writing. Concurrent partitions (a backfill, Ray workers)
-therefore serialise on an advisory lock file beside the database (``<db>.lock``, ``flock``): the
-kernel releases it when a holder dies, so a killed run never leaves a stale lock. Every write is a
-set of ``Replace``s applied in one transaction: the rows a key names are deleted, then the new rows
-inserted, so a retried or re-materialised step replaces its rows instead of duplicating them, and a
-step killed mid-write leaves the previous rows (DuckDB's WAL rolls back the open transaction).
-A process outside the platform holding the file (the duckdb shell, a notebook) is waited for.
-"""
+"""The study's DuckDB catalog: its schema, every query that reads it and every change that writes
+it. No other module holds SQL (``tests/test_architecture.py`` checks): a schema change touches this
+file alone. Readers return DataFrames; writers return the ``Replace``/``Update``/``Delete``s that
+``Catalog.write`` applies in one transaction, keyed so a re-write replaces instead of duplicating.
+The catalog is derived from the run records and exported tables (``store.rebuild``), which are the
+authority; the engine (locking, transactions) is ``store.duckdb_file``."""
 
 from __future__ import annotations
 
-import fcntl
-import logging
-import os
+import json
 import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime
 
-import duckdb
 import pandas as pd
 
-from metapb2_core.errors import MetaPB2Error
+from metapb2_core.store.duckdb_file import Delete, DuckDBFile, Replace, StoreError, Update
+from metapb2_core.store.records import dumps_strict
 
-log = logging.getLogger(__name__)
-SAY_WAIT_AFTER_S = 5.0  # a wait for the platform's write lock longer than this is said in the log
+__all__ = ["TABLE_KEYS", "TABLES", "Catalog", "Delete", "Lineage", "Replace", "StoreError", "Update"]
+
+TABLES: dict[str, str] = {
+    "runs": "one row per population run: ids, role (evaluation, meta), status (passed, failed, or "
+    "staged until its materialisation is recorded; readers use passed runs only), failed checks, budget, "
+    "wall seconds, env-steps/s, best final return, code version, the Dagster run and partition",
+    "run_points": "one row per run, member and training iteration: hyperparameters, PPO metrics, "
+    "evaluation return when fresh (the input of evaluation.load_points)",
+    "perturbations": "one row per exploit/explore step: who cloned whom, old and new configuration, "
+    "the method's diagnostics (JSON)",
+    "meta_usage": "lineage edges from a producing run (meta-data run or candidate search) to the "
+    "run that consumed its data, with the kind of use (meta_data or portfolio)",
+    "candidates": "portfolio step 1: the best configurations of each task and seed's random search",
+    "performance_matrix": "portfolio step 2: every candidate's final return on every task and seed",
+    "portfolios": "portfolio step 3: the greedy portfolio of each target task, in selection order",
+    "evaluations": "best-member score of each evaluation run at each evaluation point",
+    "ranks": "method_ranks: mean rank and normalised score of each method at each point",
+    "lineage": "one row per materialisation: asset key, partition, Dagster run id, code version, "
+    "the run ids it consumed, and the status of the run it made (for run-producing assets)",
+}
 
 
-class StoreError(MetaPB2Error):
-    """The catalog cannot be opened or written; the message names the file and the cause."""
+# Tables that no run record holds -> the columns that key the rows one step writes (the ``where``
+# of its ``Replace``, and one exported file each: ``store.table_files``)
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "candidates": ("source_task", "seed"),
+    "performance_matrix": ("task", "seed"),
+    "portfolios": ("family", "seed"),
+    "ranks": ("family", "budget"),
+    "lineage": ("asset_key",),
+}
+LINEAGE_COLUMNS = (
+    "asset_key",
+    "partition",
+    "dagster_run_id",
+    "code_version",
+    "output_runs",
+    "input_runs",
+    "materialized_at",
+    "status",
+)
 
 
 @dataclass(frozen=True)
-class Replace:
-    """Delete the rows of ``table`` matching ``where`` (column = value), then insert ``rows``."""
-
-    table: str
-    where: dict[str, object]
-    rows: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
-@dataclass(frozen=True)
-class Update:
-    """Set columns (``values``) of the rows of ``table`` matching ``where`` (column = value)."""
-
-    table: str
-    values: dict[str, object]
-    where: dict[str, object]
+class Lineage:
+    asset_key: str
+    partition: str  # "" for an unpartitioned asset
+    dagster_run_id: str
+    code_version: str
+    input_runs: tuple[str, ...] = field(default=())
 
 
-@dataclass(frozen=True)
-class Delete:
-    """Delete the rows of ``table`` matching a SQL condition (with ``?`` parameters); nothing when
-    the table does not exist yet."""
-
-    table: str
-    condition: str
-    params: tuple = ()
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
-class Catalog:
-    def __init__(self, path: str | Path, timeout: float = 300.0):
-        self.path = Path(path)
-        self.timeout = timeout
-
-    @property
-    def lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
-
-    def check(self) -> None:
-        """Create the file if needed and prove it is a writable DuckDB database, or raise."""
-        self.write([])
-
-    def write(self, changes: list[Replace | Update | Delete]) -> None:
-        with self._locked(fcntl.LOCK_EX), self._connect(read_only=False) as con:
-            _sql(con, "BEGIN TRANSACTION")
-            try:
-                for change in changes:
-                    _apply(con, change)
-                _sql(con, "COMMIT")
-            except BaseException:
-                _sql(con, "ROLLBACK")
-                raise
-
-    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
-        if not self.path.exists():
-            raise StoreError(f"DuckDB catalog {self.path} does not exist yet (nothing was materialised)")
-        with self._locked(fcntl.LOCK_SH), self._connect(read_only=True) as con:
-            return con.execute(sql, params or []).df()
-
-    def tables(self) -> list[str]:
-        if not self.path.exists():
-            return []
-        found = self.query("SELECT table_name FROM information_schema.tables ORDER BY table_name")
-        return list(found["table_name"])
-
-    def count(self, table: str, where: dict[str, object] | None = None) -> int:
-        if table not in self.tables():
-            return 0
-        clause, params = _where(where or {})
-        return int(self.query(f'SELECT count(*) AS n FROM "{table}"{clause}', params)["n"].iloc[0])
-
-    @contextmanager
-    def _locked(self, mode: int) -> Iterator[None]:
-        reading = mode == fcntl.LOCK_SH
-        if reading and not self.lock_path.exists():  # never written by the platform: no writer to wait for
-            yield
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | (0 if reading else os.O_CREAT), 0o644)
-        except OSError as e:
-            if reading and self.path.is_file():  # a read-only copy: no writer to wait for
-                yield
-                return
-            raise StoreError(
-                f"cannot create the DuckDB catalog in {self.path.parent}: {e.strerror}"
-            ) from None
-        try:
-            start = time.monotonic()
-            said = False
-            while True:
-                try:
-                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    waited = time.monotonic() - start
-                    if waited > self.timeout:
-                        raise StoreError(
-                            f"gave up after {self.timeout:g}s waiting for the lock {self.lock_path} of "
-                            f"the DuckDB catalog: {_flock_holders(fd)} holds it"
-                        ) from None
-                    if not said and waited > SAY_WAIT_AFTER_S:  # a write takes well under a second
-                        log.warning(
-                            "waiting up to %gs for the lock %s of the DuckDB catalog: %s holds it",
-                            self.timeout, self.lock_path, _flock_holders(fd),
-                        )  # fmt: skip
-                        said = True
-                    time.sleep(0.05)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
-
-    @contextmanager
-    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        deadline, waiting = time.monotonic() + self.timeout, False
-        while True:
-            try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-                break
-            except duckdb.IOException as e:
-                if "lock" not in str(e).lower():
-                    raise StoreError(_explain(self.path, e)) from None
-                if time.monotonic() >= deadline:
-                    raise StoreError(
-                        f"gave up after {self.timeout:g}s waiting for the DuckDB catalog {self.path}: "
-                        f"{_holder(e)} keeps it open; close it there and run again"
-                    ) from None
-                if not waiting:  # held by a process outside the platform: wait for it, saying so
-                    log.warning(
-                        "waiting up to %gs for the DuckDB catalog %s: %s keeps it open (a duckdb "
-                        "shell or notebook?)", self.timeout, self.path, _holder(e)
-                    )  # fmt: skip
-                    waiting = True
-                time.sleep(0.2)
-            except duckdb.Error as e:
-                raise StoreError(_explain(self.path, e)) from None
-        try:
-            yield con
-        except duckdb.Error as e:
-            # a block that fails its checksum is found only when a query reads it; a full volume
-            # only when a write needs room (the transaction is rolled back: the last commit stays)
-            if _damaged(e) or isinstance(e, duckdb.IOException):
-                raise StoreError(_explain(self.path, e, "read" if read_only else "write")) from None
-            raise
-        finally:
-            con.close()
-
-
-def _flock_holders(fd: int) -> str:
-    """The processes holding a ``flock`` on the file open as ``fd``, from /proc/locks (Linux)."""
-    st = os.fstat(fd)
-    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        lines = []
-    pids = sorted(
-        {f[4] for f in (line.split() for line in lines) if len(f) > 5 and f[1] == "FLOCK" and f[5] == dev}
-    )
-    return f"process {', '.join(pids)} (another writer of the platform)" if pids else "another writer"
-
-
-def _holder(e: Exception) -> str:
-    """Who holds DuckDB's lock, from its message ("Conflicting lock is held in /usr/bin/python3
-    (PID 1234) by user root"), or "another process"."""
-    found = re.search(r"Conflicting lock is held in (.+?) \(PID (\d+)\)", str(e))
-    return f"process {found[2]} ({found[1]})" if found else "another process"
-
-
-_DAMAGE = ("not a valid duckdb", "corrupt", "magic", "could not read enough bytes", "checksum")
-
-
-def _damaged(e: Exception) -> bool:
-    return any(w in str(e).lower() for w in _DAMAGE)
-
-
-def _explain(path: Path, e: Exception, doing: str = "open") -> str:
-    text = str(e).splitlines()[0]
-    if not path.parent.is_dir():
-        return f"cannot create the DuckDB catalog {path}: its folder does not exist ({text})"
-    if path.exists() and _damaged(e):
-        return (
-            f"{path} is not a valid DuckDB database (truncated, corrupt or another kind of file); it was "
-            f"left untouched: move it away or point the catalog elsewhere ({text})"
-        )
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        return f"the DuckDB catalog {path} is not writable ({text})"
-    return f"cannot {doing} the DuckDB catalog {path}: {text}"
-
-
-def _where(where: dict[str, object]) -> tuple[str, list]:
-    if not where:
-        return "", []
-    return " WHERE " + " AND ".join(f'"{c}" = ?' for c in where), list(where.values())
-
-
-def _sql(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list:
-    return con.execute(sql, params or []).fetchall()  # duckdb 2 wants each result consumed
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(
-        _sql(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table])[0][0]
-    )
-
-
-def _apply(con: duckdb.DuckDBPyConnection, change: Replace | Update | Delete) -> None:
-    if isinstance(change, Update):
-        if _exists(con, change.table):
-            sets = ", ".join(f'"{c}" = ?' for c in change.values)
-            clause, params = _where(change.where)
-            _sql(con, f'UPDATE "{change.table}" SET {sets}{clause}', [*change.values.values(), *params])
-        return
-    if isinstance(change, Delete):
-        if _exists(con, change.table):
-            _sql(con, f'DELETE FROM "{change.table}" WHERE {change.condition}', list(change.params))
-        return
-    table, rows = change.table, change.rows
-    exists = _exists(con, table)
-    if not exists:
-        if rows.columns.empty:
-            return
-        con.register("_rows", rows)
-        _sql(con, f'CREATE TABLE "{table}" AS SELECT * FROM _rows LIMIT 0')
-        con.unregister("_rows")
-        untyped = _sql(  # columns of an empty object-typed frame: text until a value says otherwise
-            con,
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-            """AND data_type IN ('NULL', '"NULL"')""",
-            [table],
-        )
-        for (col,) in untyped:
-            _sql(con, f'ALTER TABLE "{table}" ALTER COLUMN "{col}" TYPE VARCHAR')
-    clause, params = _where(change.where)
-    _sql(con, f'DELETE FROM "{table}"{clause}', params)
-    if rows.empty:
-        return
-    have = {
-        r[0]
-        for r in _sql(con, "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table])
+def lineage_rows(lin: Lineage, output_runs: list[str], status: str | None = None) -> Replace:
+    row = {
+        "asset_key": lin.asset_key,
+        "partition": lin.partition,
+        "dagster_run_id": lin.dagster_run_id,
+        "code_version": lin.code_version,
+        "output_runs": json.dumps(sorted(output_runs)),
+        "input_runs": json.dumps(sorted(set(lin.input_runs))),
+        "materialized_at": _now(),
+        "status": status,
     }
-    con.register("_rows", rows)
-    for col in rows.columns:
-        if col not in have:  # a record with a column this table has not seen yet
-            kind = _sql(con, f'SELECT typeof("{col}") FROM _rows LIMIT 1')[0][0]
-            _sql(con, f'ALTER TABLE "{table}" ADD COLUMN "{col}" {kind}')
-    _sql(con, f'INSERT INTO "{table}" BY NAME SELECT * FROM _rows')
-    con.unregister("_rows")
+    return Replace("lineage", {"asset_key": lin.asset_key, "partition": lin.partition}, pd.DataFrame([row]))
+
+
+def usage_edges(meta: dict) -> pd.DataFrame:
+    """The runs whose data ``meta`` (a run record's meta) consumed: meta-data runs and portfolio
+    entries' candidate searches."""
+    edges = [
+        {"producer_run_id": rid, "producer_task": task, "kind": "meta_data"}
+        for task, rids in (meta.get("meta_tasks") or {}).items()
+        for rid in rids
+    ]
+    edges += [
+        {"producer_run_id": e["run_id"], "producer_task": e["source_task"], "kind": "portfolio"}
+        for e in meta.get("portfolio") or []
+        if "run_id" in e
+    ]
+    cols = ["consumer_run_id", "producer_run_id", "producer_task", "kind"]
+    return pd.DataFrame(edges, columns=cols[1:]).assign(consumer_run_id=meta["run_id"])[cols].astype(str)
+
+
+def run_rows(
+    points: pd.DataFrame,
+    perturbations: pd.DataFrame,
+    meta: dict,
+    role: str,
+    lin: Lineage,
+    status: str | None = None,
+) -> list:
+    """The run's rows in every run table; ``status`` defaults to its record's verdict ("unchecked"
+    for a record whose checks never ran: no reader uses it)."""
+    rid = meta["run_id"]
+    keep = [
+        "run_id",
+        "task",
+        "env",
+        "context",
+        "method",
+        "seed",
+        "budget",
+        "faithful",
+        "wall_seconds",
+        "compile_seconds",
+        "train_env_steps",
+        "env_steps_per_second",
+        "best_final_eval_return",
+        "code_version",
+    ]
+    sizes = meta["budget_sizes"]
+    run = {
+        **{k: meta.get(k) for k in keep},
+        "role": role,
+        "status": status or meta.get("status") or "unchecked",
+        "failed_checks": ", ".join(meta.get("failed_checks") or []),
+        "population_size": sizes["population_size"],
+        "total_steps": sizes["total_steps"],
+        "n_points": len(points),
+        "n_perturbations": len(perturbations),
+        "dagster_run_id": lin.dagster_run_id,
+        "partition": lin.partition,
+        "asset_key": lin.asset_key,
+        "created_at": _now(),
+        "meta_json": dumps_strict(meta),
+    }
+    key = {"run_id": rid}
+    return [
+        *retire_partition_runs(lin, rid),
+        Replace("runs", key, pd.DataFrame([run])),
+        Replace("run_points", key, points),
+        Replace("perturbations", key, perturbations),
+        Replace("meta_usage", {"consumer_run_id": rid}, usage_edges(meta)),
+    ]
+
+
+# Tables whose rows belong to one run, and the column naming it.
+RUN_TABLES = {
+    "run_points": "run_id",
+    "perturbations": "run_id",
+    "meta_usage": "consumer_run_id",
+    "evaluations": "run_id",
+}
+
+
+def retire_partition_runs(lin: Lineage, keep: str) -> list[Delete]:
+    """Deletes of the runs an asset partition recorded before, other than ``keep``: a partition
+    holds one run, and re-materialising it after its inputs changed makes a run of another request
+    (another run id), which replaces the old one in the catalog (its record files stay on disk)."""
+    if not lin.partition:
+        return []
+    old = "SELECT run_id FROM runs WHERE asset_key = ? AND partition = ? AND run_id <> ?"
+    params = (lin.asset_key, lin.partition, keep)
+    return [Delete(t, f'"{col}" IN ({old})', params) for t, col in RUN_TABLES.items()] + [
+        Delete("runs", "asset_key = ? AND partition = ? AND run_id <> ?", params)
+    ]
+
+
+def publish_rows(run_id: str, status: str, lin: Lineage) -> list[Update]:
+    """Turn a staged run into a readable one (``status`` passed) or a kept, failed one."""
+    return [
+        Update("runs", {"status": status}, {"run_id": run_id}),
+        Update("lineage", {"status": status}, {"asset_key": lin.asset_key, "partition": lin.partition}),
+    ]
+
+
+def step_rows(table: str, rows: pd.DataFrame, **key: object) -> Replace:
+    """The rows one step writes into ``table`` (one of ``TABLE_KEYS`` but lineage), replacing that
+    step's earlier rows: ``key`` names every key column of the table."""
+    if table not in TABLE_KEYS or table == "lineage":
+        raise ValueError(
+            f"{table!r} is not a step's table: {', '.join(t for t in TABLE_KEYS if t != 'lineage')}"
+        )
+    if tuple(key) != TABLE_KEYS[table]:
+        raise ValueError(f"the rows of {table} are keyed by {TABLE_KEYS[table]}, not {tuple(key)}")
+    return Replace(table, key, rows)
+
+
+def evaluation_rows(scores: pd.DataFrame, run_id: str) -> Replace:
+    """The best-member score of an evaluation run at each point (``evaluation.scores.run_scores``)."""
+    return Replace("evaluations", {"run_id": run_id}, scores)
+
+
+def _marks(values: Sequence) -> str:
+    return ", ".join("?" for _ in values)
+
+
+class Catalog(DuckDBFile):
+    """The catalog's readers; a table that does not exist yet reads as empty (or None)."""
+
+    def has(self, table: str) -> bool:
+        return table in self.tables()
+
+    def rows(self, table: str) -> pd.DataFrame:
+        """Every row of ``table`` (one of ``TABLES``)."""
+        if table not in TABLES:
+            raise StoreError(f"{table!r} is not a table of the catalog (tables: {', '.join(TABLES)})")
+        return self.query(f'SELECT * FROM "{table}"') if self.has(table) else pd.DataFrame()
+
+    def roles(self) -> list[str]:
+        return list(self.query("SELECT DISTINCT role FROM runs ORDER BY role")["role"])
+
+    def run_ids(self) -> list[str]:
+        return list(self.query("SELECT run_id FROM runs")["run_id"]) if self.has("runs") else []
+
+    def runs_matching(
+        self,
+        role: str | None,
+        budget: str | None = None,
+        tasks: Sequence[str] | None = None,
+        faithful: bool | None = None,
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """(points, perturbations, failed) of the runs with ``role`` (None: any), budget, tasks and
+        quirk mode (None: any): points and perturbations of those that passed their checks, and
+        run_id, task, method, seed and reason of those that failed. Staged runs are in neither."""
+        conds, args = ["true"], []
+        for column, value in (("role", role), ("budget", budget), ("faithful", faithful)):
+            if value is not None:
+                conds.append(f"r.{column} = ?")
+                args.append(value)
+        if tasks is not None:
+            conds.append(f"r.task IN ({_marks(tasks)})" if tasks else "false")
+            args += list(tasks)
+        cond = " AND ".join(conds)
+        passed = f"{cond} AND r.status = 'passed'"
+        points = self.query(f"SELECT p.* FROM run_points p JOIN runs r USING (run_id) WHERE {passed}", args)
+        perturbations = self.query(
+            f"SELECT q.* FROM perturbations q JOIN runs r USING (run_id) WHERE {passed}", args
+        )
+        failed = self.query(
+            "SELECT r.run_id, r.task, r.method, r.seed, r.failed_checks AS reason FROM runs r "
+            f"WHERE {cond} AND r.status = 'failed' ORDER BY r.run_id",
+            args,
+        )
+        return points, perturbations, failed
+
+    def meta_data_runs(
+        self, method: str, target_task: str, where: str | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """(runs: run_id and meta_json, points, perturbations) of the passed ``method`` runs on tasks
+        other than ``target_task`` with role meta, narrowed by a user's SQL condition ``where`` on
+        the runs table (which may name another role)."""
+        cond = "method = ? AND task <> ? AND status = 'passed'"
+        cond += "" if where and _names_role(where) else " AND role = 'meta'"
+        cond += f" AND ({where})" if where else ""
+        params = [method, target_task]
+        runs = self.query(f"SELECT run_id, meta_json FROM runs WHERE {cond} ORDER BY run_id", params)
+        ids = f"SELECT run_id FROM runs WHERE {cond}"
+        points = self.query(f"SELECT * FROM run_points WHERE run_id IN ({ids})", params)
+        perturbations = self.query(f"SELECT * FROM perturbations WHERE run_id IN ({ids})", params)
+        return runs, points, perturbations
+
+    def manifests(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        """run_id, method, role and meta_json (the manifest as JSON) of ``run_ids``."""
+        if not run_ids or not self.has("runs"):
+            return pd.DataFrame(columns=["run_id", "method", "role", "meta_json"])
+        sql = f"SELECT run_id, method, role, meta_json FROM runs WHERE run_id IN ({_marks(run_ids)})"
+        return self.query(sql, list(run_ids))
+
+    def candidates(self) -> pd.DataFrame:
+        """Portfolio step 1's rows, by source task, seed and rank."""
+        if not self.has("candidates"):
+            return pd.DataFrame()
+        return self.query("SELECT * FROM candidates ORDER BY source_task, seed, rank")
+
+    def lineage(self, asset_keys: Sequence[str] | None = None, published: bool = False) -> pd.DataFrame:
+        """Lineage rows (of ``asset_keys`` only, unless None; without staged ones when ``published``)."""
+        if not self.has("lineage") or (asset_keys is not None and not asset_keys):
+            return pd.DataFrame(columns=list(LINEAGE_COLUMNS))
+        conds, args = ["true"], []
+        if asset_keys is not None:
+            conds.append(f"asset_key IN ({_marks(asset_keys)})")
+            args += list(asset_keys)
+        if published:
+            conds.append("coalesce(status, '') <> 'staged'")
+        return self.query(f"SELECT * FROM lineage WHERE {' AND '.join(conds)}", args)
+
+
+def _names_role(where: str) -> bool:
+    return re.search(r"\brole\b", where) is not None

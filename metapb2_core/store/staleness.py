@@ -38,23 +38,18 @@ def stale_partitions(
     newest materialisation of an input of the same seed (every seed's, for an unpartitioned asset
     or input; a run that failed its checks, or is still staged, is nobody's input): each seed is a
     replicate, so a new seed never makes an earlier one's partitions stale."""
-    if "lineage" not in catalog.tables():
+    rows = catalog.lineage([asset_key]).reset_index(drop=True)
+    if rows.empty:
         return []
-    rows = catalog.query(
-        "SELECT partition, code_version, materialized_at FROM lineage WHERE asset_key = ?", [asset_key]
-    )
     versions = rows["code_version"]
     if code_only:
         versions = versions.str.split(SETTINGS_MARK).str[0]
         code_version = code_version.split(SETTINGS_MARK)[0]
     stale = ~versions.map(lambda v: current(v, code_version)).astype(bool)
     if input_keys:
-        marks = ", ".join("?" for _ in input_keys)
-        inputs = catalog.query(
-            f"SELECT partition, materialized_at FROM lineage WHERE asset_key IN ({marks}) "
-            "AND (status IS NULL OR status = 'passed')",
-            input_keys,
-        ).dropna(subset=["materialized_at"])
+        inputs = catalog.lineage(input_keys)
+        inputs = inputs[inputs["status"].isna() | (inputs["status"] == "passed")]
+        inputs = inputs.dropna(subset=["materialized_at"]).reset_index(drop=True)
         seeds = inputs["partition"].map(partition_seed)
         every = inputs["materialized_at"].max()
         shared = inputs.loc[seeds.isna(), "materialized_at"].max()  # unpartitioned inputs

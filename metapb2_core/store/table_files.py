@@ -16,18 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from metapb2_core.store.catalog import Catalog, Replace
+from metapb2_core.store.catalog import TABLE_KEYS, Catalog, Replace
 from metapb2_core.store.records import temp_path
 
 TABLES_DIR = "tables"
-# table -> the columns that key one file (the ``where`` of the ``Replace`` the step writes)
-TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "candidates": ("source_task", "seed"),
-    "performance_matrix": ("task", "seed"),
-    "portfolios": ("family", "seed"),
-    "ranks": ("family", "budget"),
-    "lineage": ("asset_key",),
-}
 
 
 def _file_name(key: dict[str, object]) -> str:
@@ -40,7 +32,7 @@ def _plain(value: object) -> object:
 
 
 def _published(catalog: Catalog, table: str) -> pd.DataFrame:
-    df = catalog.query(f"SELECT * FROM {table}")
+    df = catalog.rows(table)
     if table == "lineage":
         df = df[df["status"].fillna("") != "staged"]
     return df
