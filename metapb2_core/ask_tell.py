@@ -30,15 +30,16 @@ import pandas as pd
 from metapb2_core.budgets import Budget
 from metapb2_core.checks import run_checks, verdict
 from metapb2_core.errors import MetaPB2Error
+from metapb2_core.manifest import build_record
 from metapb2_core.method_inputs import method_inputs
 from metapb2_core.methods import Method, get_method
-from metapb2_core.provenance import provenance, run_code_digest
+from metapb2_core.provenance import run_code_digest
 from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import Perturbation, perturbation_round
 from metapb2_core.run_ids import run_id as make_run_id
 from metapb2_core.space import Config, SearchSpace
 from metapb2_core.state_file import read_state, write_state
-from metapb2_core.store import RunRecord, perturbation_table
+from metapb2_core.store import RunRecord
 
 SEED_LIMIT = 2**32  # numpy's and JAX's seeds are 32-bit
 STATE_FORMAT = "metapb2-ask-tell-state"
@@ -208,7 +209,6 @@ class AskTellPopulation:
         ``metapb2 meta`` makes meta-data of it. ``points``: one row per member and report (member,
         training_iteration, timesteps, the hyperparameters, eval_return, eval_is_fresh); by default
         the rewards told, one row each."""
-        names = self.space.names
         if points is None:
             points = pd.DataFrame(self.rows).rename(columns={"time": "timesteps", "reward": "eval_return"})
             if points.empty:
@@ -220,37 +220,32 @@ class AskTellPopulation:
         run_id = make_run_id(name, task, budget, seed)
         ident = {"run_id": run_id, "task": task, "env": task, "context": "", "method": name, "seed": seed,
                  "budget": budget}  # fmt: skip
-        points = points.assign(**ident)[[*ident, *[c for c in points.columns if c not in ident]]]
-        perturbations = perturbation_table(run_id, self.perturbations, names, self.space.column_dtypes())
         times = sorted(points.loc[points["eval_is_fresh"].astype(bool), "timesteps"].unique())
         interval = int(times[0]) if times else 1
-        meta = {
-            **ident,
-            "role": "evaluation",
-            "faithful": any(vars(self.method.quirks).values()),
-            "tag": "",
-            "budget_sizes": {
+        record = build_record(
+            ident,
+            points,
+            self.perturbations,
+            self.space,
+            faithful=any(vars(self.method.quirks).values()),
+            tag="",
+            budget_sizes={
                 "population_size": self.size,
                 "interval": interval,
                 "total_steps": int(max(times or [0])),
             },
-            "bounds": self.space.declaration(),
-            "final_configs": self.ask(),
-            "meta_tasks": {t.name: t.run_ids for t in getattr(self.method, "meta_tasks", [])},
-            "portfolio": getattr(self.method, "entries", None),
-            **(
-                {"started_from": {str(m): v for m, v in sorted(self.started_from.items())}}
-                if self.started_from
-                else {}
-            ),  # fmt: skip
-            "code_version": (version := run_code_digest(type(self.method).__module__)),
-            "provenance": provenance(version),
+            final_configs=self.ask(),
+            meta_tasks={t.name: t.run_ids for t in getattr(self.method, "meta_tasks", [])},
+            portfolio=getattr(self.method, "entries", None),
+            code_version=run_code_digest(type(self.method).__module__),
+            role="evaluation",
+            **({"started_from": {str(m): v for m, v in sorted(self.started_from.items())}}
+               if self.started_from else {}),
             **(extra or {}),
-        }
-        record = RunRecord(run_id, points, perturbations, meta)
-        meta["best_final_eval_return"] = record.best_final_eval
+        )  # fmt: skip
         sizes = Budget(budget, self.size, 1, 1, 1, 1, interval, interval * (self.rounds + 1), 1)
-        meta.update(verdict(run_checks(points, perturbations, meta, sizes, self.space)))
+        checked = run_checks(record.points, record.perturbations, record.meta, sizes, self.space)
+        record.meta.update(verdict(checked))
         return record
 
     def save(self, path: str | Path) -> None:

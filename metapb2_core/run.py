@@ -27,20 +27,19 @@ from metapb2_core.budgets import Budget, get_budget
 from metapb2_core.checks import CheckOutcome, run_checks, verdict
 from metapb2_core.envs import Task, get_task
 from metapb2_core.errors import MetaPB2Error
+from metapb2_core.manifest import build_record
 from metapb2_core.method_inputs import method_inputs
 from metapb2_core.methods import Method, get_method
 from metapb2_core.population import ProgressFn, run_population
 from metapb2_core.ppo.trainer import check_tunable
-from metapb2_core.provenance import portable_source, provenance, run_code_digest
+from metapb2_core.provenance import portable_source, run_code_digest
 from metapb2_core.quirks import Quirks
 from metapb2_core.run_ids import run_id as make_run_id
 from metapb2_core.space import SEARCH_SPACE, SearchSpace
 from metapb2_core.store import (
-    POINT_IDENTITY,
     RunRecord,
     checkpoint_path,
     ensure_writable_dir,
-    perturbation_table,
     remove_checkpoint,
     write_record,
 )
@@ -183,39 +182,33 @@ def execute_run(
         "seed": req.seed,
         "budget": budget.name,
     }
-    assert list(ident) == POINT_IDENTITY
-    points = result.points.assign(**ident)
-    points = points[list(ident) + [c for c in result.points.columns]]
-    perturbations = perturbation_table(run.run_id, result.perturbations, space.names, space.column_dtypes())
     meta_tables = run.inputs.get("meta_tables", {})
-    meta = {
-        **ident,
-        "faithful": req.faithful,
-        "tag": req.tag,
-        "budget_sizes": budget.to_dict(),
-        "bounds": space.declaration(),
-        "variant": run.variant,
-        "wall_seconds": result.wall_seconds,
-        "compile_seconds": result.compile_seconds,
-        "checkpoint_seconds": result.checkpoint_seconds,
-        "resumed_from_interval": result.resumed_from,
-        "train_env_steps": result.train_env_steps,
-        "env_steps_per_second": result.train_env_steps / result.wall_seconds,
-        "final_configs": result.final_configs,
-        "meta_source": portable_source(req.meta),
-        "meta_tasks": {t: sorted(set(df["run_id"])) for t, df in meta_tables.items()},
-        "portfolio_source": portable_source(req.portfolio),
-        "portfolio": run.inputs.get("portfolio"),
-        "code_version": run.code_version,
-        "provenance": provenance(run.code_version),
-        "jax_version": jax.__version__,
+    return build_record(
+        ident,
+        result.points,
+        result.perturbations,
+        space,
+        faithful=req.faithful,
+        tag=req.tag,
+        budget_sizes=budget.to_dict(),
+        variant=run.variant,
+        wall_seconds=result.wall_seconds,
+        compile_seconds=result.compile_seconds,
+        checkpoint_seconds=result.checkpoint_seconds,
+        resumed_from_interval=result.resumed_from,
+        train_env_steps=result.train_env_steps,
+        env_steps_per_second=result.train_env_steps / result.wall_seconds,
+        final_configs=result.final_configs,
+        meta_source=portable_source(req.meta),
+        meta_tasks={t: sorted(set(df["run_id"])) for t, df in meta_tables.items()},
+        portfolio_source=portable_source(req.portfolio),
+        portfolio=run.inputs.get("portfolio"),
+        code_version=run.code_version,
+        jax_version=jax.__version__,
         # a study that spans machines compares run times only within one of them
-        "machine": {**host_cpu(), "backend": jax.default_backend()},
-        "load_average_at_end": round(os.getloadavg()[0], 2),  # > cores: other work shared the CPU
-    }
-    record = RunRecord(run.run_id, points, perturbations, meta)
-    meta["best_final_eval_return"] = record.best_final_eval
-    return record
+        machine={**host_cpu(), "backend": jax.default_backend()},
+        load_average_at_end=round(os.getloadavg()[0], 2),  # > cores: other work shared the CPU
+    )
 
 
 def check_run(record: RunRecord, run: ResolvedRun) -> list[CheckOutcome]:

@@ -197,3 +197,22 @@ def test_the_encoding_round_trips_arrays_tuples_int_keys_non_finite_floats_and_l
     assert fit.kernels.tolist() == [[1.0, 0.5, 0.1]] and fit.W.tolist() == [[0.3]]
     with pytest.raises(MetaPB2Error, match="cannot save a value of type set"):
         encode({"s": {1}})
+
+
+def test_an_ask_tell_record_has_every_manifest_key_a_platform_run_record_has():
+    """One record builder (metapb2_core.manifest): a user's ask/tell record carries the keys of a
+    platform run's manifest (a committed study record), None where its loop has no value, and only
+    the machine fields of a run the platform executed are missing."""
+    from pathlib import Path
+
+    from metapb2_core.manifest import LOOP_FIELDS
+
+    committed = next((Path(__file__).parents[1] / "results" / "classic-short" / "runs").glob("pb2-*.json"))
+    platform = set(json.loads(committed.read_text()))
+    pop = AskTellPopulation.create("pb2", SPACE, 4, 0)
+    drive(pop, 3)
+    manifest = pop.to_record("mine", 0).meta
+    machine_only = {"jax_version", "machine", "load_average_at_end", "record_files"}
+    assert platform - set(manifest) == machine_only
+    assert all(manifest[k] is None for k in (*LOOP_FIELDS, "meta_source", "portfolio_source"))
+    assert manifest["status"] == "passed", manifest.get("failed_checks")
