@@ -37,6 +37,7 @@ import psutil
 import ray
 from ray._private import ray_constants
 
+from metapb2_assets.settings import default_home
 from metapb2_core.errors import MetaPB2Error
 
 LOOPBACK = "127.0.0.1"
@@ -335,11 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         watch(Path(args[1]), float(args[2]))
         return 0
     if args[:1] == ["stop"] and len(args) <= 2:
-        state = (
-            Path(args[1])
-            if len(args) == 2
-            else Path(os.environ.get("DAGSTER_HOME") or "dagster_home") / ".ray"
-        )
+        state = Path(args[1]) if len(args) == 2 else default_home() / ".ray"
         had = running_head(state)
         stop_local_head(state)
         print(f"stopped the local Ray head at {had}" if had else f"no local Ray head was running for {state}")

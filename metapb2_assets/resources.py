@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from metapb2_assets.settings import RAY_ADDRESS_ENV, STUDY_ROOT_ENV, default_home, setting
 from metapb2_core.catalog_rebuild import needs_rebuild
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.store import StoreError, ensure_writable_dir
@@ -17,13 +18,6 @@ from metapb2_core.store.records import check_writable_dir
 from metapb2_core.study import StudyPaths
 
 T = TypeVar("T")
-# deployments set these (deploy/values.yaml); empty means the embedded default
-RAY_ADDRESS_ENV = "METAPB2_RAY_ADDRESS"
-STUDY_ROOT_ENV = "METAPB2_STUDY_ROOT"
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("DAGSTER_HOME") or "dagster_home").resolve()
 
 
 class StoreConfigError(MetaPB2Error):
@@ -122,7 +116,7 @@ class RayResource(dg.ConfigurableResource):
             ray_cluster.check_reachable(self.address, self.address_setting())
 
     def address_setting(self) -> str:
-        if self.address and self.address == os.environ.get(RAY_ADDRESS_ENV):
+        if self.address and self.address == setting(RAY_ADDRESS_ENV):
             return f"{RAY_ADDRESS_ENV} (resource 'ray', setting 'address')"
         return "resource 'ray', setting 'address'"
 
@@ -142,6 +136,4 @@ class RayResource(dg.ConfigurableResource):
 def resources_from_env() -> tuple[RayResource, StudyStore]:
     """The resources a deployment configures through the environment (``METAPB2_RAY_ADDRESS``,
     ``METAPB2_STUDY_ROOT``); unset, the embedded defaults."""
-    return RayResource(address=os.environ.get(RAY_ADDRESS_ENV, "")), StudyStore(
-        root=os.environ.get(STUDY_ROOT_ENV, "")
-    )
+    return RayResource(address=setting(RAY_ADDRESS_ENV)), StudyStore(root=setting(STUDY_ROOT_ENV))

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from metapb2_assets.settings import DAGSTER_HOME_ENV, default_home
 from metapb2_core.study_spec import DEMO
 
 
@@ -67,19 +68,20 @@ def declare(args: argparse.Namespace, root: Path, say) -> object:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
-    home = os.environ["DAGSTER_HOME"]
+    home = str(default_home())
+    os.environ[DAGSTER_HOME_ENV] = home  # what Dagster itself reads
     start = time.perf_counter()
 
     def say(text: str) -> None:
         print(f"[{time.perf_counter() - start:6.1f}s] {text}", file=sys.stderr, flush=True)
 
     from metapb2_assets import ray_cluster
-    from metapb2_assets.resources import default_home, resources_from_env
+    from metapb2_assets.resources import resources_from_env
     from metapb2_assets.study_runner import StudyRunner
     from metapb2_core.errors import MetaPB2Error
     from metapb2_core.evaluation.report import format_report
     from metapb2_core.store import ensure_writable_dir
+    from metapb2_core.store.inflight import export_inflight, import_inflight
 
     ray, store = resources_from_env()
     try:  # before anything is declared or run (every run would fail on these), in this order:
@@ -92,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"metapb2-study: error: {e}", file=sys.stderr)
         return 2
     say(spec.describe())
+    root = store.paths().root
+    carried = import_inflight(root)
+    if carried.copied or carried.finished:
+        say(f"runs in flight from {root / 'inflight'}: {carried.describe()}")
     ray_state = default_home() / ".ray"
     had_head = ray_cluster.running_head(ray_state) is not None
     try:
@@ -102,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not had_head and not runner.resources["ray"].address:
             ray_cluster.release(ray_state)  # started for this study: do not leave it behind
+        carried = export_inflight(root)  # stopped midway or done: what another machine resumes from
+        if carried.copied or carried.finished or carried.too_large:
+            say(f"runs in flight kept in {root / 'inflight'}: {carried.describe()}")
     ranked = runner.ranking()
     print(format_report(ranked), flush=True)
     print(
