@@ -1,7 +1,8 @@
 """The environment a deployment configures the platform through, read here alone: the study root
 and Dagster instance (``DAGSTER_HOME``, default ``./dagster_home``), the Ray cluster's address and
 a study root other than the instance's (deploy/values.yaml sets both; empty means the embedded
-default)."""
+default), the custom Ray resources each run asks for and how often Ray re-runs a task whose
+node died."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ DAGSTER_HOME_ENV = "DAGSTER_HOME"
 DEFAULT_HOME = "dagster_home"
 RAY_ADDRESS_ENV = "METAPB2_RAY_ADDRESS"
 STUDY_ROOT_ENV = "METAPB2_STUDY_ROOT"
+RAY_RESOURCES_ENV = "METAPB2_RAY_TASK_RESOURCES"  # JSON, e.g. {"metapb2_runs": 1}
+RAY_RETRIES_ENV = "METAPB2_RAY_MAX_RETRIES"
 
 
 def default_home() -> Path:

@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     from metapb2_core.store import ensure_writable_dir
     from metapb2_core.store.inflight import export_inflight, import_inflight
 
-    ray, store = resources_from_env()
     try:  # before anything is declared or run (every run would fail on these), in this order:
+        ray, store = resources_from_env()  # the deployment's variables parse
         ray.check_address()  # writes nothing
         ensure_writable_dir(home, "DAGSTER_HOME")  # the instance's run and event storage
         store.check()  # the records' folder and the catalog

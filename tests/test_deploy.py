@@ -2,6 +2,7 @@
 code server and the runs get the Ray address and study folder the definitions read."""
 
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -62,6 +63,45 @@ def test_code_server_and_runs_point_at_the_ray_cluster_and_the_study_volume():
     assert env["METAPB2_RAY_ADDRESS"] == head
     mounts = values["runLauncher"]["config"]["k8sRunLauncher"]["volumeMounts"]
     assert {m["mountPath"] for m in mounts} == {env["METAPB2_STUDY_ROOT"]}
+
+
+def test_runs_ask_for_a_resource_only_the_ray_workers_offer_and_are_retried_when_a_node_is_lost(
+    monkeypatch,
+):
+    from metapb2_assets.resources import resources_from_env
+
+    values = yaml.safe_load((DEPLOY / "values.yaml").read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    for e in deployment["env"]:
+        monkeypatch.setenv(e["name"], e["value"])
+    ray_resource, _ = resources_from_env()  # what the code server and every run pod build
+    assert ray_resource.max_retries >= 1
+    cluster = yaml.safe_load((DEPLOY / "raycluster.yaml").read_text())
+    head = cluster["spec"]["headGroupSpec"]["rayStartParams"]
+    (workers,) = cluster["spec"]["workerGroupSpecs"]
+    offered = json.loads(json.loads(workers["rayStartParams"]["resources"]))  # KubeRay's quoted JSON
+    assert ray_resource.resources and set(ray_resource.resources) <= set(offered)
+    assert "resources" not in head and head["num-cpus"] == "0"  # no run lands on the head
+    cpus = int(workers["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+    per_pod = min(offered[k] / v for k, v in ray_resource.resources.items())
+    assert per_pod * ray_resource.cpus_per_task == cpus  # the custom resource does not idle CPUs
+
+
+def test_a_deployment_variable_that_does_not_parse_is_one_line_naming_it(monkeypatch):
+    import pytest
+
+    from metapb2_assets.resources import SettingError, resources_from_env
+
+    for name, value in [
+        ("METAPB2_RAY_TASK_RESOURCES", "metapb2_runs=1"),
+        ("METAPB2_RAY_TASK_RESOURCES", '{"metapb2_runs": "one"}'),
+        ("METAPB2_RAY_MAX_RETRIES", "-1"),
+    ]:
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            with pytest.raises(SettingError, match=f"^{name} = ") as e:
+                resources_from_env()
+            assert "\n" not in str(e.value)
 
 
 def _unknown_fields(data: object, model: str, where: str = "") -> list[str]:
