@@ -117,6 +117,26 @@ def _build_parser() -> argparse.ArgumentParser:
         help="rank exactly the run ids of this file (a report's ranked_runs.csv), not every record",
     )
 
+    imp = sub.add_parser(
+        "import-tune",
+        help="a Ray Tune experiment folder as a run record (then 'metapb2 meta --method tune' makes "
+        "meta-data of it)",
+    )
+    imp.add_argument("experiment", type=Path, help="the experiment's folder (<storage_path>/<name>)")
+    imp.add_argument("--task", required=True, help="the task name the experiment's meta-data go under")
+    imp.add_argument(
+        "--space",
+        required=True,
+        metavar="JSON_OR_FILE",
+        help='the space it searched, e.g. \'{"lr": [1e-5, 0.1, "log"], "batch": ["choice", [16, 32]]}\'',
+    )
+    imp.add_argument("--metric", required=True, help="the result key to read as the return")
+    imp.add_argument("--mode", choices=("max", "min"), default="max", help="max (default) or min")
+    imp.add_argument("--time-attr", default="training_iteration", help="the result key of time")
+    imp.add_argument("--seed", type=int, default=0, help="the seed to file the record under (0)")
+    imp.add_argument("--method", default="tune", help="the method name of the record (default tune)")
+    imp.add_argument("--out", type=Path, required=True, help="directory of run records to write into")
+
     lst = sub.add_parser("list", help="print registered names, one per line")
     lst.add_argument("what", choices=LISTABLE)
     return parser
@@ -258,6 +278,41 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files (plots and tables) into {out}")
 
 
+def _import_tune(args: argparse.Namespace) -> None:
+    import json
+
+    from metapb2_core.checks import failure_summary
+    from metapb2_core.space import SearchSpace
+    from metapb2_core.store import write_record
+    from metapb2_core.store.records import check_writable_dir
+    from metapb2_core.tune_import import describe, import_tune_experiment
+
+    text = Path(args.space).read_text() if Path(args.space).is_file() else args.space
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MetaPB2Error(f"--space: not JSON nor a JSON file ({e})") from None
+    check_writable_dir(args.out)
+    record = import_tune_experiment(
+        args.experiment,
+        SearchSpace.from_dict(spec),
+        args.task,
+        metric=args.metric,
+        mode=args.mode,
+        time_attr=args.time_attr,
+        seed=args.seed,
+        method=args.method,
+    )
+    write_record(record, args.out)
+    d = describe(record)
+    print(
+        f"{d['run_id']}: {d['members']} trials, {d['results']} results, {d['exploits']} configuration "
+        f"changes, checks {d['status']}; wrote it into {args.out}"
+    )
+    if record.meta["status"] == "failed":
+        raise FailedChecksError(f"{d['run_id']} failed its checks: {failure_summary(record.meta)}")
+
+
 def _study_report(args: argparse.Namespace) -> None:
     from metapb2_core.study_report import write_study_report
 
@@ -277,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             _report(args)
         elif args.command == "study-report":
             _study_report(args)
+        elif args.command == "import-tune":
+            _import_tune(args)
         else:
             _run(args)
     except FailedChecksError as e:

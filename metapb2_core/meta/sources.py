@@ -48,10 +48,12 @@ def load_meta(
     by_values: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Meta tables (task → pooled transitions) for ``target_task`` from a directory or a catalog,
-    grouped as ``by_values`` says (a directory grouped otherwise is refused)."""
+    grouped as ``by_values`` says (a directory grouped otherwise is refused). ``method`` selects a
+    catalog's runs; a directory holds the tables of the runs ``metapb2 meta --method`` chose (an
+    imported Tune experiment's as well as pb2's), all of which are read."""
     catalog = split_source(str(source))
     if catalog is None:
-        return load_meta_tables(source, target_task, method, by_values=by_values)
+        return load_meta_tables(source, target_task, None, by_values=by_values)
     path, where = catalog
     return load_meta_from_catalog(path, target_task, where, method, space, by_values)
 
