@@ -22,7 +22,7 @@ from metapb2_assets.settings import (
 from metapb2_core.catalog_rebuild import needs_rebuild
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.store import StoreError, ensure_writable_dir
-from metapb2_core.store.records import check_writable_dir
+from metapb2_core.store.files import check_writable_dir
 from metapb2_core.study import StudyPaths
 
 T = TypeVar("T")

@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace) -> None:
     from metapb2_core.checks import failure_summary
     from metapb2_core.run import RunRequest, check_run, execute_run, save_run
     from metapb2_core.space import parse_bounds
-    from metapb2_core.store.records import check_writable_dir
+    from metapb2_core.store.files import check_writable_dir
 
     req = RunRequest(
         args.task,
@@ -284,7 +284,7 @@ def _import_tune(args: argparse.Namespace) -> None:
     from metapb2_core.checks import failure_summary
     from metapb2_core.space import SearchSpace
     from metapb2_core.store import write_record
-    from metapb2_core.store.records import check_writable_dir
+    from metapb2_core.store.files import check_writable_dir
     from metapb2_core.tune_import import describe, import_tune_experiment
 
     text = Path(args.space).read_text() if Path(args.space).is_file() else args.space

@@ -27,7 +27,7 @@ from metapb2_core.population import run_population
 from metapb2_core.quirks import Quirks
 from metapb2_core.rounds import exploits_per_round
 from metapb2_core.space import Config, SearchSpace
-from metapb2_core.store.records import check_writable_dir, ensure_writable_dir
+from metapb2_core.store.files import check_writable_dir, ensure_writable_dir
 
 CANDIDATE_CONFIGS = 30
 CANDIDATE_INTERVALS = 4

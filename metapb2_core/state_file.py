@@ -17,11 +17,9 @@ the previous file as it was.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ import numpy as np
 
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.gp.lcm_fit import LCMParams
-from metapb2_core.store.records import temp_path
+from metapb2_core.store.files import atomic_write
 
 DATACLASSES: dict[str, type] = {"LCMParams": LCMParams}  # what a method's state may hold
 PICKLE_MAGIC = b"\x80"  # every pickle of protocol 2 and later starts so
@@ -96,21 +94,13 @@ def _hashable(key: Any) -> Any:
 
 
 def write_state(path: str | Path, document: dict[str, Any]) -> None:
-    """Write ``document`` (encoded) to ``path`` atomically: temp file, fsync, rename."""
+    """Write ``document`` (encoded) to ``path`` atomically (``store.files.atomic_write``)."""
     path = Path(path)
     text = json.dumps(encode(document), allow_nan=False)
-    tmp = temp_path(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, (text + "\n").encode("utf-8"))
     except OSError as e:
         raise MetaPB2Error(f"cannot save the state file {path}: {e.strerror or e}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
 
 
 def read_state(path: str | Path, what: str) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from metapb2_core.meta.tables import write_meta_table
 from metapb2_core.run import RunRequest
 from metapb2_core.space import SEARCH_SPACE
 from metapb2_core.store import RecordError, RunRecord, read_record, record_ids, write_record
-from metapb2_core.store.records import sweep_temp_files, temp_path
+from metapb2_core.store.files import sweep_temp_files, temp_path
 
 TASK = "cart_pole-earth"
 BASE = f"pbt-{TASK}-smoke-s0"

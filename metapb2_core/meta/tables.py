@@ -25,13 +25,8 @@ import pandas as pd
 from metapb2_core import bandit
 from metapb2_core.errors import MetaPB2Error
 from metapb2_core.space import SearchSpace
-from metapb2_core.store.records import (
-    check_writable_dir,
-    ensure_writable_dir,
-    file_sha256,
-    read_record,
-    record_ids,
-)
+from metapb2_core.store.files import check_writable_dir, ensure_writable_dir, file_sha256
+from metapb2_core.store.records import read_record, record_ids
 
 GROUPING = {False: "segment", True: "values"}  # by_values → the manifest's word
 

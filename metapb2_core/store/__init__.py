@@ -1,5 +1,5 @@
-"""Study storage: per-run records (Parquet + manifest), checkpoints of unfinished runs, and the
-DuckDB catalog over them."""
+"""Study storage: per-run records (Parquet + manifest), checkpoints of unfinished runs, the DuckDB
+catalog over them, and the filesystem helpers every writer of them uses (``files``)."""
 
 from metapb2_core.store.catalog import (
     TABLES,
@@ -22,11 +22,11 @@ from metapb2_core.store.checkpoints import (
     remove_checkpoint,
     save_checkpoint,
 )
+from metapb2_core.store.files import ensure_writable_dir
 from metapb2_core.store.records import (
     POINT_IDENTITY,
     RecordError,
     RunRecord,
-    ensure_writable_dir,
     find_records,
     perturbation_columns,
     perturbation_dtypes,

@@ -9,15 +9,13 @@ removes it once the record is in place.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 from metapb2_core.errors import MetaPB2Error
-from metapb2_core.store.records import temp_path
+from metapb2_core.store.files import atomic_write
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -32,18 +30,10 @@ class CheckpointError(MetaPB2Error):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = temp_path(path)
     try:
-        with open(tmp, "wb") as f:
-            pickle.dump({"format": FORMAT, **state}, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, pickle.dumps({"format": FORMAT, **state}, protocol=pickle.HIGHEST_PROTOCOL))
     except OSError as e:
         raise CheckpointError(f"cannot save the checkpoint {path}: {e.strerror or e}") from None
-    finally:
-        with contextlib.suppress(OSError):  # in a folder made immutable even this fails
-            tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

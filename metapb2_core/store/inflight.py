@@ -18,7 +18,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metapb2_core.store.records import record_paths, temp_path
+from metapb2_core.store.files import temp_path
+from metapb2_core.store.records import record_paths
 
 INFLIGHT_DIR = "inflight"
 SUFFIX = ".checkpoint"

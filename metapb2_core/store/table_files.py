@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from metapb2_core.store.catalog import TABLE_KEYS, Catalog, Replace
-from metapb2_core.store.records import temp_path
+from metapb2_core.store.files import temp_path
 
 TABLES_DIR = "tables"
 
