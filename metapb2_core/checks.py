@@ -94,12 +94,9 @@ def _monotone(points: pd.DataFrame) -> CheckOutcome:
 
 
 def _outside(column: pd.Series, p) -> int:
-    """Values of ``column`` that ``p`` does not allow: outside its bounds (or off an integer's
-    grid), not one of its choices, or missing."""
-    if p.kind == "float":
-        return int(((column < p.low) | (column > p.high) | column.isna()).sum())
-    allowed = set(p.choices) if p.kind == "choice" else set(p.values)
-    return int(sum(1 for v in column if v is None or v != v or v not in allowed))
+    """Values of ``column`` that ``p`` does not allow (``allowed``: out of bounds, off an integer's
+    grid, not one of its choices, or missing)."""
+    return int((~p.allowed(column)).sum())
 
 
 def _bounds(points: pd.DataFrame, space: SearchSpace) -> CheckOutcome:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from metapb2_core.errors import MetaPB2Error
 
@@ -112,6 +113,12 @@ class Param:
         """The record's form (meta ``bounds``), which ``SearchSpace.from_dict`` reads back."""
         return [self.low, self.high, self.log]
 
+    def allowed(self, values: Any) -> np.ndarray:
+        """Which of ``values`` (a column) this parameter takes: numbers within its bounds (NaN,
+        None and words are not). The one test the record checks and the meta methods apply."""
+        v = _numbers(values)
+        return (v >= self.low) & (v <= self.high)
+
     def to_unit(self, value: float | np.ndarray, log_scale: bool | None = None) -> np.ndarray:
         """Map into [0, 1] by the bounds; on the log scale when ``log_scale`` (default: ``self.log``)."""
         use_log = self.log if log_scale is None else log_scale
@@ -125,6 +132,17 @@ class Param:
             lo, hi = math.log(self.low), math.log(self.high)
             return np.exp(lo + np.asarray(unit, dtype=np.float64) * (hi - lo))
         return self.low + np.asarray(unit, dtype=np.float64) * (self.high - self.low)
+
+
+def _numbers(values: Any) -> np.ndarray:
+    """A column as float64, with NaN for what is not a number (None, words, truth values)."""
+    arr = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if arr.dtype.kind in "fiu":
+        return arr.astype(np.float64)
+    if arr.dtype.kind == "b":
+        return np.full(arr.shape, np.nan)
+    obj = pd.Series(arr.ravel(), dtype=object).map(lambda v: np.nan if isinstance(v, bool) else v)
+    return pd.to_numeric(obj, errors="coerce").to_numpy(dtype=np.float64)
 
 
 def _integer(name: str, what: str, value: Any) -> int:
@@ -205,6 +223,13 @@ class IntParam:
             )
         return v
 
+    def allowed(self, values: Any) -> np.ndarray:
+        """Which of ``values`` are integers on this parameter's grid within its bounds."""
+        v = _numbers(values)
+        with np.errstate(invalid="ignore"):
+            on_grid = np.isfinite(v) & (np.mod(v - self.low, self.step) == 0)
+        return on_grid & (v >= self.low) & (v <= self.high)
+
     def declaration(self) -> dict:
         return {"type": "int", "low": self.low, "high": self.high, "log": self.log, "step": self.step}
 
@@ -275,6 +300,18 @@ class ChoiceParam:
 
     def coerce(self, value: Any) -> Any:
         return self.choices[self.index(value)]
+
+    def allowed(self, values: Any) -> np.ndarray:
+        """Which of ``values`` are one of the choices (by value and type, as ``index`` reads them)."""
+
+        def one(v: Any) -> bool:
+            try:
+                self.index(v)
+            except MetaPB2Error:
+                return False
+            return True
+
+        return np.array([one(v) for v in values], dtype=bool)
 
     def declaration(self) -> dict:
         return {"type": "choice", "choices": list(self.choices)}

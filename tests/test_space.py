@@ -233,3 +233,18 @@ def test_parse_bounds_malformed(spec, match):
     with pytest.raises(MetaPB2Error, match=match) as info:
         parse_bounds(["lambda=0.9:0.99", spec])
     assert repr(spec) in str(info.value)
+
+
+def test_one_allowed_test_per_parameter_kind_serves_the_checks_and_the_meta_methods():
+    import pandas as pd
+
+    space = SearchSpace.from_dict(
+        {"lr": (1e-4, 1e-1, "log"), "k": ("int", 16, 64, 16), "opt": ("choice", ["a", "b"])}
+    )
+    assert space["lr"].allowed(pd.Series([1e-3, np.nan, 1.0, None, "x", True])).tolist() == [
+        True, False, False, False, False, False,
+    ]  # fmt: skip
+    assert space["k"].allowed(np.array([16, 32, 40, 64, 80, 48.0])).tolist() == [
+        True, True, False, True, False, True,
+    ]  # fmt: skip
+    assert space["opt"].allowed(["a", "c", None, np.str_("b")]).tolist() == [True, False, False, True]

@@ -75,19 +75,16 @@ class MetaPB2Base(PB2Star):
             )
         notes, keep = [], np.ones(len(table), dtype=bool)
         for p in self.space.params:
-            col = table[p.name]
-            if p.kind == "choice":
-                known = np.array([_is_choice(p, v) for v in col], dtype=bool)
-                if (~known).any():
+            allowed = p.allowed(table[p.name])
+            if p.kind == "choice":  # a choice the space lacks cannot be encoded
+                if (~allowed).any():
                     notes.append(
-                        f"{int((~known).sum())} rows with {p.name} not one of {list(p.choices)} dropped"
+                        f"{int((~allowed).sum())} rows with {p.name} not one of {list(p.choices)} dropped"
                     )
-                keep &= known
-            else:
-                values = col.to_numpy(dtype=np.float64)
-                outside = int(((values < p.low) | (values > p.high)).sum())
-                if outside:
-                    notes.append(f"{outside} rows with {p.name} outside [{p.low}, {p.high}]")
+                keep &= allowed
+            elif (~allowed).any():  # kept: the GP reads a number outside the target's bounds fine
+                grid = f" step {p.step}" if p.kind == "int" else ""
+                notes.append(f"{int((~allowed).sum())} rows with {p.name} outside [{p.low}, {p.high}]{grid}")
         if notes:
             self.meta_warnings[task] = "; ".join(notes)
             log.warning("%s: meta-data of %s: %s", self.name, task, self.meta_warnings[task])
@@ -154,11 +151,3 @@ class MetaPB2Base(PB2Star):
             "meta_fallback": reason,
             **({"meta_warnings": self.meta_warnings} if self.meta_warnings else {}),
         }
-
-
-def _is_choice(p, value: Any) -> bool:
-    try:
-        p.index(value)
-    except MetaPB2Error:
-        return False
-    return True
