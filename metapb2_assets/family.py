@@ -7,7 +7,7 @@ import warnings
 import dagster as dg
 from pydantic import Field
 
-from metapb2_assets import runs
+from metapb2_assets import partition_runs
 from metapb2_assets.ranks import ranks_asset
 from metapb2_assets.resources import RayResource, StudyStore
 from metapb2_assets.stages import tag_this_run
@@ -52,7 +52,7 @@ with warnings.catch_warnings():
     BY_SEED = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="seed")
 
 
-class CandidateConfig(runs.RunConfig):
+class CandidateConfig(partition_runs.RunConfig):
     configs: int = Field(
         default=core_portfolio.CANDIDATE_CONFIGS, description="random configurations per task and seed"
     )
@@ -62,7 +62,7 @@ class CandidateConfig(runs.RunConfig):
     best: int = Field(default=3, description="candidates kept per task and seed")
 
 
-class PortfolioConfig(runs.RunConfig):
+class PortfolioConfig(partition_runs.RunConfig):
     size: int = Field(default=0, description="portfolio size (0: what a warm run of the budget needs)")
 
 
@@ -76,8 +76,10 @@ def study_assets(spec: StudySpec) -> list:
     key = lambda name: dg.AssetKey([family, name])  # noqa: E731
     common = {"group_name": family, "partitions_def": parts}
     note = f"the study {spec.name!r} uses"
-    run_config = runs.with_defaults(runs.RunConfig, note, budget=spec.budget, faithful=spec.faithful)
-    candidate_config = runs.with_defaults(
+    run_config = partition_runs.with_defaults(
+        partition_runs.RunConfig, note, budget=spec.budget, faithful=spec.faithful
+    )
+    candidate_config = partition_runs.with_defaults(
         CandidateConfig,
         note,
         budget=spec.budget,
@@ -85,13 +87,15 @@ def study_assets(spec: StudySpec) -> list:
         configs=spec.candidate_configs,
         best=spec.candidate_best,
     )
-    portfolio_config = runs.with_defaults(PortfolioConfig, note, budget=spec.budget, faithful=spec.faithful)
-    portfolio_version = runs.code_version(core_portfolio)
+    portfolio_config = partition_runs.with_defaults(
+        PortfolioConfig, note, budget=spec.budget, faithful=spec.faithful
+    )
+    portfolio_version = partition_runs.code_version(core_portfolio)
     versioned = lambda config: settings_version(portfolio_version, config.budget, config.faithful)  # noqa: E731
 
     @dg.asset(
         key=key("portfolio_candidates"),
-        code_version=runs.code_version(core_portfolio),
+        code_version=partition_runs.code_version(core_portfolio),
         **common,
         description="Portfolio step 1: the best of a random search of configurations on one task and seed",
     )
@@ -99,7 +103,7 @@ def study_assets(spec: StudySpec) -> list:
         context: dg.AssetExecutionContext, config: candidate_config, ray: RayResource, store: StudyStore
     ):
         tag_this_run(context, spec, config.budget)
-        task, seed = runs.task_and_seed(context)
+        task, seed = partition_runs.task_and_seed(context)
         budget = get_budget(config.budget, family)
         found = ray.run(
             core_portfolio.search_candidates,
@@ -113,20 +117,20 @@ def study_assets(spec: StudySpec) -> list:
             config.best,
         )
         rid = study.candidates_run_id(task, budget.name, seed)
-        lin = runs.lineage(context, versioned(config))
+        lin = partition_runs.lineage(context, versioned(config))
         _write(store, [study.record_candidates(found, task, seed, budget.name), lineage_rows(lin, [rid])])
         return dg.MaterializeResult(metadata={"rows": len(found), "best_score": max(c.score for c in found)})
 
     @dg.asset(
         key=key("performance_matrix"),
-        code_version=runs.code_version(core_portfolio),
+        code_version=partition_runs.code_version(core_portfolio),
         **common,
         deps=[dg.AssetDep(candidates, partition_mapping=SAME_SEED_EVERY_TASK)],
         description="Portfolio step 2: the seed's candidates re-trained with fixed hyperparameters on a task",
     )
     def matrix(context: dg.AssetExecutionContext, config: run_config, ray: RayResource, store: StudyStore):
         tag_this_run(context, spec, config.budget)
-        task, seed = runs.task_and_seed(context)
+        task, seed = partition_runs.task_and_seed(context)
         budget = get_budget(config.budget, family)
         cands = study.load_candidates(store.paths().catalog(), family, seed)
         scores = ray.run(
@@ -139,7 +143,7 @@ def study_assets(spec: StudySpec) -> list:
             Quirks.from_flag(config.faithful),
         )
         rows, inputs = study.matrix_rows(scores, cands, seed, budget.name)
-        lin = runs.lineage(context, versioned(config), tuple(inputs))
+        lin = partition_runs.lineage(context, versioned(config), tuple(inputs))
         _write(
             store,
             [
@@ -151,7 +155,7 @@ def study_assets(spec: StudySpec) -> list:
 
     @dg.asset(
         key=key("portfolio"),
-        code_version=runs.code_version(core_portfolio),
+        code_version=partition_runs.code_version(core_portfolio),
         group_name=family,
         partitions_def=seed_partitions(spec),
         deps=[dg.AssetDep(matrix, partition_mapping=BY_SEED)],
@@ -164,7 +168,7 @@ def study_assets(spec: StudySpec) -> list:
         size = config.size or budget.population_size + exploits_per_round(budget.population_size)
         paths = store.paths()
         table = study.build_family_portfolios(family, seed, size, Quirks.from_flag(config.faithful), paths)
-        lin = runs.lineage(context, versioned(config), tuple(table["run_id"]))
+        lin = partition_runs.lineage(context, versioned(config), tuple(table["run_id"]))
         _write(store, [step_rows("portfolios", table, family=family, seed=seed), lineage_rows(lin, [])])
         per_target = table.groupby("target_task")["candidate"].apply(", ".join)
         return dg.MaterializeResult(
@@ -179,12 +183,12 @@ def study_assets(spec: StudySpec) -> list:
         key=key("meta_runs"),
         code_version=method_code_version(study.META_METHOD),
         **common,
-        check_specs=runs.check_specs(key("meta_runs"), parts),
+        check_specs=partition_runs.check_specs(key("meta_runs"), parts),
         description="PB2 runs whose transitions become the meta-data of other tasks (leave-one-task-out)",
     )
     def meta_runs(context: dg.AssetExecutionContext, config: run_config, ray: RayResource, store: StudyStore):
         tag_this_run(context, spec, config.budget)
-        task, seed = runs.task_and_seed(context)
+        task, seed = partition_runs.task_and_seed(context)
         req = RunRequest(
             task,
             study.META_METHOD,
@@ -197,7 +201,7 @@ def study_assets(spec: StudySpec) -> list:
         paths = store.paths()
         version = settings_version(method_code_version(study.META_METHOD), config.budget, config.faithful)
         after = lambda record: study.write_meta_data(record, paths, config.faithful)  # noqa: E731
-        yield from runs.materialise_run(context, req, "meta", ray, paths, version, after)
+        yield from partition_runs.materialise_run(context, req, "meta", ray, paths, version, after)
 
     evaluations = [
         _evaluation_asset(spec, name, key, common, run_config, meta_runs, portfolio) for name in spec.methods
@@ -219,7 +223,7 @@ def _evaluation_asset(spec: StudySpec, method: str, key, common: dict, run_confi
         key=key(name),
         code_version=version,
         deps=deps,
-        check_specs=runs.check_specs(key(name), common["partitions_def"]),
+        check_specs=partition_runs.check_specs(key(name), common["partitions_def"]),
         **common,
         description=f"{method} tuning PPO on one task and seed (the study's evaluation runs)",
     )
@@ -227,12 +231,12 @@ def _evaluation_asset(spec: StudySpec, method: str, key, common: dict, run_confi
         context: dg.AssetExecutionContext, config: run_config, ray: RayResource, store: StudyStore
     ):
         tag_this_run(context, spec, config.budget)
-        task, seed = runs.task_and_seed(context)
+        task, seed = partition_runs.task_and_seed(context)
         paths = store.paths()
         req = study.run_request(
             task, method, seed, config.budget, config.faithful, paths, config.bounds_dict()
         )
         versioned = settings_version(version, config.budget, config.faithful)
-        yield from runs.materialise_run(context, req, "evaluation", ray, paths, versioned)
+        yield from partition_runs.materialise_run(context, req, "evaluation", ray, paths, versioned)
 
     return evaluation

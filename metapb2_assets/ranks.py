@@ -7,10 +7,10 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from metapb2_assets import runs
+from metapb2_assets import partition_runs
 from metapb2_assets.metadata import final_return_table, frame_table, rank_summary_table, ranks_markdown
+from metapb2_assets.partition_runs import with_defaults
 from metapb2_assets.resources import StudyStore
-from metapb2_assets.runs import with_defaults
 from metapb2_assets.stages import tag_this_run
 from metapb2_core import study
 from metapb2_core.budgets import get_budget
@@ -85,7 +85,7 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
         group_name=family,
         deps=evaluations,
         automation_condition=REFRESH_ON_NEW_EVALUATIONS,
-        code_version=runs.code_version(evaluate),
+        code_version=partition_runs.code_version(evaluate),
         description="Ranks, normalised scores, Friedman/Nemenyi tests and plots over the study's evaluation "
         "runs; refreshed automatically when an evaluation lands",
     )
@@ -110,8 +110,8 @@ def ranks_asset(spec: StudySpec, evaluations: list[dg.AssetsDefinition]) -> dg.A
         out = paths.root / "reports" / family
         written = write_report(ev, ranked, out, rs)
         rows = rank_rows(ev, family, config.budget)
-        version = settings_version(runs.code_version(evaluate), config.budget, spec.faithful)
-        lin = runs.lineage(context, version, tuple(ranked["run_id"].unique()))
+        version = settings_version(partition_runs.code_version(evaluate), config.budget, spec.faithful)
+        lin = partition_runs.lineage(context, version, tuple(ranked["run_id"].unique()))
         catalog.write([step_rows("ranks", rows, family=family, budget=config.budget), lineage_rows(lin, [])])
         context.log.info("\n" + format_report(rs))
         anytime = ev.ranks.groupby(level="point").mean()

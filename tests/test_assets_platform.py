@@ -3,6 +3,7 @@ through the stage jobs, into a temporary Dagster instance, the session's local R
 catalog); then SQL on the catalog, lineage, checks, run tags, skipping, automation and the schedule."""
 
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -277,6 +278,52 @@ def test_rematerialising_replaces_rows_and_ranks_refresh_automatically(study):
     assert second.get_num_requested(ranks_key) == 1  # a new evaluation landed
     third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
     assert third.get_num_requested(ranks_key) == 0  # handled; nothing new since
+
+
+def test_a_re_run_that_reproduces_its_record_keeps_it_and_one_that_differs_replaces_it(study):
+    """Re-running an unchanged request gives the same values: the record's files stay as they were
+    (a report citing them by digest stays valid) while the lineage names the new run; a record that
+    does not match what the run computes is replaced."""
+    from metapb2_core.store import read_record, write_record
+
+    defs, instance = study["defs"], study["instance"]
+    runs, rid = Path(study["home"]) / "runs", "pbt-acrobot-earth-demo-s0"
+    key = dg.AssetKey(["classic", "evaluation_pbt"])
+
+    def materialise() -> dict:
+        result = dg.materialize(
+            list(defs.assets), instance=instance, partition_key=partition_key("acrobot-earth", 0),
+            resources=defs.resources, selection=[key],
+        )  # fmt: skip
+        lineage = sql(study, "SELECT dagster_run_id FROM runs WHERE run_id = ?", [rid])
+        assert lineage["dagster_run_id"].tolist() == [result.run_id]
+        return instance.get_latest_materialization_event(key).asset_materialization.metadata
+
+    files = {p.name: p.read_bytes() for p in runs.glob(f"{rid}.*")}
+    assert materialise()["reproduced_existing_record"].value is True
+    assert {p.name: p.read_bytes() for p in runs.glob(f"{rid}.*")} == files
+
+    altered = read_record(runs, rid)
+    altered.points.loc[altered.points.index[-1], "eval_return"] += 1.0
+    write_record(altered, runs)
+    assert materialise()["reproduced_existing_record"].value is False
+    restored = read_record(runs, rid)
+    assert restored.points["eval_return"].iloc[-1] == altered.points["eval_return"].iloc[-1] - 1.0
+    assert restored.points.drop(columns=["wall_seconds", "total_run_time"]).equals(
+        read_record_from(files, rid).points.drop(columns=["wall_seconds", "total_run_time"])
+    )
+
+
+def read_record_from(files: dict[str, bytes], rid: str):
+    """The record held in ``files`` (name → bytes), read from a temporary folder."""
+    import tempfile
+
+    from metapb2_core.store import read_record
+
+    with tempfile.TemporaryDirectory() as d:
+        for name, data in files.items():
+            (Path(d) / name).write_bytes(data)
+        return read_record(d, rid)
 
 
 def test_schedule_reruns_the_evaluations_whose_inputs_changed(study):

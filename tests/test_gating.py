@@ -126,14 +126,14 @@ import os, signal, sys
 import dagster as dg
 sys.path.insert(0, {tests!r})
 from metapb2_core import study
-from metapb2_assets import runs
+from metapb2_assets import partition_runs
 from metapb2_assets.definitions import build_definitions
 from metapb2_assets.resources import RayResource, StudyStore
 
 def die(*args, **kwargs):  # the step dies right after its catalog write, before publishing
     os.kill(os.getpid(), signal.SIGKILL)
 
-runs.publish_run = die
+partition_runs.publish_run = die
 defs = build_definitions(RayResource(address={address!r}), StudyStore(root={home!r}))
 dg.materialize(list(defs.assets), instance=dg.DagsterInstance.from_config({home!r}), partition_key={pk!r},
                resources=defs.resources, selection=[dg.AssetKey(["classic", "evaluation_pb2"])])

@@ -269,3 +269,29 @@ def test_a_step_writes_its_table_keyed_as_the_schema_says_or_is_refused(tmp_path
         step_rows("portfolios", rows, seed=0)
     with pytest.raises(ValueError, match="'runs' is not a step's table"):
         step_rows("runs", rows, run_id="x")
+
+
+def test_a_record_that_reproduces_the_one_on_disk_is_recognised_and_any_other_value_is_not(tmp_path):
+    from metapb2_core.ask_tell import AskTellPopulation
+    from metapb2_core.store import write_record
+    from metapb2_core.store.reproduced import reproduced
+
+    def record(bump: float = 0.0, wall: float = 1.0):
+        pop = AskTellPopulation.create("pb2", {"lr": (1e-4, 1e-1, "log")}, size=4, seed=0)
+        for t in (1, 2, 3):
+            pop.tell_all(t, [m * t + bump * (t == 3) for m in range(4)])
+            if t < 3:
+                pop.perturb()
+        r = pop.to_record("toy", 0)
+        r.points["wall_seconds"] = wall
+        return r
+
+    runs = tmp_path / "runs"
+    assert reproduced(runs, record()) is None  # nothing on disk yet
+    write_record(record(), runs)
+    kept = reproduced(runs, record(wall=9.0))  # timings differ, values do not
+    assert kept is not None and kept.points["wall_seconds"].iloc[0] == 1.0
+    assert reproduced(runs, record(bump=1e-9)) is None  # one value differs
+    other_role = record()
+    other_role.meta["role"] = "meta"
+    assert reproduced(runs, other_role) is None

@@ -20,6 +20,7 @@ from metapb2_core.evaluation.fallbacks import describe as describe_fallbacks
 from metapb2_core.provenance import code_digest
 from metapb2_core.run import RunRequest, check_run, execute_run, save_run
 from metapb2_core.store import Lineage, RunRecord
+from metapb2_core.store.reproduced import reproduced
 from metapb2_core.study import StudyPaths, publish_run, record_run
 
 C = TypeVar("C", bound=dg.Config)
@@ -96,7 +97,8 @@ def materialise_run(
     """Run on Ray, check, and only then let anything downstream read the run:
 
     1. the run (resuming from a checkpoint beside its record when a killed step left one);
-    2. its checks, whose verdict goes into the record, written to disk (kept even when it fails);
+    2. its checks, whose verdict goes into the record, written to disk (kept even when it fails;
+       a passed re-run that reproduced the record on disk keeps that one, ``store.reproduced``);
     3. the catalog rows, staged: no reader (meta-data, portfolio, ranks, report, staleness) sees them;
     4. the materialisation and the check results, recorded by Dagster;
     5. the catalog rows published as passed or failed; ``after`` (the meta-data export) if passed.
@@ -114,7 +116,16 @@ def materialise_run(
         )
     record.meta["role"] = role
     outcomes = check_run(record, run)
-    save_run(record, paths.runs)
+    ran = record.meta  # this run's timings, whichever record stands
+    kept = reproduced(paths.runs, record) if record.meta["status"] == "passed" else None
+    if kept is None:
+        save_run(record, paths.runs)
+    else:  # the files (and reports citing them by digest) stay; the lineage says this code re-made it
+        context.log.info(
+            f"{run.run_id}: reproduced the record on disk value for value (timings aside), made by "
+            f"code {kept.meta['code_version']}: kept it"
+        )
+        record = kept
     lin = lineage(context, version)
     catalog = paths.catalog()
     record_run(record, role, lin, catalog)
@@ -132,11 +143,12 @@ def materialise_run(
             "perturbations": dg.MetadataValue.int(len(record.perturbations)),
             "fallbacks": describe_fallbacks(diagnostics),
             "final_best_return": number(float(m["best_final_eval_return"])),
-            "wall_time": seconds(float(m["wall_seconds"])),
-            "throughput": number(float(m["env_steps_per_second"]), 0, " env-steps/s"),
-            "resumed_from_interval": dg.MetadataValue.int(int(m["resumed_from_interval"])),
+            "wall_time": seconds(float(ran["wall_seconds"])),
+            "throughput": number(float(ran["env_steps_per_second"]), 0, " env-steps/s"),
+            "resumed_from_interval": dg.MetadataValue.int(int(ran["resumed_from_interval"])),
             "learning_curve": dg.MetadataValue.md(curve_markdown(record.points, m["run_id"])),
             "record": dg.MetadataValue.path(str(paths.runs / f"{m['run_id']}.json")),
+            "reproduced_existing_record": kept is not None,
         }
     )
     where = f"{m['run_id']} ({r.task}, seed {r.seed})"
