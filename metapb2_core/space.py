@@ -18,48 +18,21 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from metapb2_core.domains import Domain
 from metapb2_core.errors import MetaPB2Error
+from metapb2_core.ppo.settings import TUNABLES
 
 
-@dataclass(frozen=True)
-class Domain:
-    """Where a hyperparameter makes sense at all, whatever bounds a user picks: from ``low`` to
-    ``high``, each end open or closed (λ in [0, 1], the clip range in (0, ∞), lr in (0, 1))."""
-
-    low: float = -math.inf
-    high: float = math.inf
-    low_open: bool = True
-    high_open: bool = True
-
-    def contains(self, v: float) -> bool:
-        above = v > self.low if self.low_open else v >= self.low
-        below = v < self.high if self.high_open else v <= self.high
-        return above and below
-
-    def __str__(self) -> str:
-        num = lambda v: "∞" if v == math.inf else "-∞" if v == -math.inf else f"{v:g}"  # noqa: E731
-        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-        return f"{left}{num(self.low)}, {num(self.high)}{right}"
-
-
-# The domains of the hyperparameters the platform knows (the PPO settings a space may tune); a Param
-# of another name has the whole real line unless it declares one.
-KNOWN_DOMAINS: dict[str, Domain] = {
-    "lr": Domain(0.0, 1.0),
-    "lambda": Domain(0.0, 1.0, low_open=False, high_open=False),
-    "clip_param": Domain(0.0),
-    "gamma": Domain(0.0, 1.0, low_open=False, high_open=False),
-    "entropy_coeff": Domain(0.0, low_open=False),
-    "vf_loss_coeff": Domain(0.0, low_open=False),
-    "vf_clip_param": Domain(0.0),
-    "kl_target": Domain(0.0),
-}
+def known_domain(name: str) -> Domain:
+    """The domain of a PPO setting a space may tune (``ppo.settings.TUNABLES``); the whole real
+    line for any other name, unless its parameter declares one."""
+    return TUNABLES[name].domain if name in TUNABLES else Domain()
 
 
 @dataclass(frozen=True)
 class Param:
     """One tuned hyperparameter: a float in [low, high] inside its domain, sampled log-uniformly
-    when ``log``. The domain defaults to the known one of its name (``KNOWN_DOMAINS``)."""
+    when ``log``. The domain defaults to the known one of its name (``known_domain``)."""
 
     name: str
     low: float
@@ -75,7 +48,7 @@ class Param:
                     f"hyperparameter {self.name!r}: bounds must be numbers, got [{self.low!r}, {self.high!r}]"
                 )
         if self.domain is None:
-            object.__setattr__(self, "domain", KNOWN_DOMAINS.get(self.name, Domain()))
+            object.__setattr__(self, "domain", known_domain(self.name))
         lo, hi = self.low, self.high
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise MetaPB2Error(f"hyperparameter {self.name!r}: bounds must be finite, got [{lo}, {hi}]")
@@ -174,7 +147,7 @@ class IntParam:
         object.__setattr__(self, "high", _integer(self.name, "the high bound", self.high))
         object.__setattr__(self, "step", _integer(self.name, "the step", self.step))
         if self.domain is None:
-            object.__setattr__(self, "domain", KNOWN_DOMAINS.get(self.name, Domain()))
+            object.__setattr__(self, "domain", known_domain(self.name))
         lo, hi, step = self.low, self.high, self.step
         if lo > hi:
             raise MetaPB2Error(f"hyperparameter {self.name!r}: bounds are reversed, low {lo} > high {hi}")

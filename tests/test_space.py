@@ -248,3 +248,15 @@ def test_one_allowed_test_per_parameter_kind_serves_the_checks_and_the_meta_meth
         True, True, False, True, False, True,
     ]  # fmt: skip
     assert space["opt"].allowed(["a", "c", None, np.str_("b")]).tolist() == [True, False, False, True]
+
+
+def test_every_tunable_is_declared_once_with_the_setting_it_replaces_and_its_domain():
+    from metapb2_core.ppo.settings import TUNABLES, PPOSettings
+    from metapb2_core.space import known_domain
+
+    assert set(t.setting for t in TUNABLES.values()) <= set(PPOSettings._fields) - {"kl_coeff_init"}
+    assert TUNABLES["lambda"].setting == "lam"
+    for name, tunable in TUNABLES.items():
+        assert known_domain(name) is tunable.domain
+        assert Param(name, 0.1, 0.2).domain is tunable.domain
+    assert str(known_domain("lambda")) == "[0, 1]" and str(known_domain("anything")) == "(-∞, ∞)"

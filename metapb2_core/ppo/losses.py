@@ -2,26 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
-
-
-class PPOSettings(NamedTuple):
-    """RLlib 2.8.1 PPO settings in force in the study (its defaults, with the study's γ). A search
-    space may tune any of them but ``kl_coeff_init`` (see ``ppo.trainer.TUNABLE``); a tuned value
-    replaces the constant, per member."""
-
-    lr: float = 5e-5
-    lam: float = 1.0
-    clip_param: float = 0.3
-    gamma: float = 0.99
-    vf_clip_param: float = 10.0
-    vf_loss_coeff: float = 1.0
-    entropy_coeff: float = 0.0
-    kl_coeff_init: float = 0.2
-    kl_target: float = 0.01
 
 
 def gae(

@@ -23,7 +23,6 @@ from metapb2_core.errors import MetaPB2Error
 from metapb2_core.ppo import adam
 from metapb2_core.ppo import distributions as D
 from metapb2_core.ppo.losses import (
-    PPOSettings,
     clipped_surrogate,
     clipped_value_loss,
     gae,
@@ -31,20 +30,11 @@ from metapb2_core.ppo.losses import (
     update_kl_coeff,
 )
 from metapb2_core.ppo.networks import actor, critic, forward_flops_per_sample, init_params
+from metapb2_core.ppo.settings import TUNABLES, PPOSettings
 from metapb2_core.ppo.shuffle import permutation
 
-# Search-space names the trainer traces per member, and the PPOSettings field each one replaces.
-# Every other PPO setting is a constant of the program; sizes (batch, epochs, minibatch) are shapes.
-TUNABLE: dict[str, str] = {
-    "lr": "lr",
-    "lambda": "lam",
-    "clip_param": "clip_param",
-    "gamma": "gamma",
-    "vf_clip_param": "vf_clip_param",
-    "vf_loss_coeff": "vf_loss_coeff",
-    "entropy_coeff": "entropy_coeff",
-    "kl_target": "kl_target",
-}
+# The trainer traces the settings of ``ppo.settings.TUNABLES`` per member; every other PPO setting
+# is a constant of the program, and sizes (batch, epochs, minibatch) are shapes.
 
 # The tuned hyperparameters by search-space name, one float32 entry per member.
 HParams = dict[str, jax.Array]
@@ -52,11 +42,11 @@ HParams = dict[str, jax.Array]
 
 def check_tunable(names: list[str]) -> None:
     """Refuse a search space naming something the trainer cannot trace, naming the parameter."""
-    unknown = [n for n in names if n not in TUNABLE]
+    unknown = [n for n in names if n not in TUNABLES]
     if unknown:
         raise MetaPB2Error(
             f"hyperparameter(s) {', '.join(map(repr, unknown))} of the search space are not PPO settings "
-            f"the trainer can tune; tunable: {', '.join(TUNABLE)}"
+            f"the trainer can tune; tunable: {', '.join(TUNABLES)}"
         )
 
 
@@ -187,7 +177,7 @@ class PopulationTrainer:
 
     def _setting(self, hp: HParams, name: str):
         """A tuned value (traced, this member's) where the search space has it, else the constant."""
-        return hp[name] if name in hp else getattr(self.settings, TUNABLE[name])
+        return hp[name] if name in hp else getattr(self.settings, TUNABLES[name].setting)
 
     def _loss(self, params, batch, hp: HParams, kl_coeff):
         discrete, s = self.spec.discrete, lambda name: self._setting(hp, name)  # noqa: E731
