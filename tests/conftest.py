@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# What metapb2's own processes set before JAX loads (xla_setup): a test module that imports jax
+# first would leave jax's default, 1, to every subprocess, whose C++ cache-hit warnings then break
+# the one-line error output the CLI tests read.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 META_SOURCES = ["cart_pole-earth", "cart_pole-venus", "acrobot-earth"]
 META_TARGET = "cart_pole-saturn"
 
