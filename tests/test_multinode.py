@@ -30,6 +30,8 @@ from test_resume import assert_same_run, tail
 
 from metapb2_core.store import checkpoint_path, load_checkpoint, read_record
 
+pytestmark = pytest.mark.cluster  # .ci/run runs these after the default suite (pytest -m cluster)
+
 MATERIALISE = """
 import sys, dagster as dg
 from metapb2_assets.definitions import build_definitions
