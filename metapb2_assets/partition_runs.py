@@ -19,7 +19,7 @@ from metapb2_core.errors import MetaPB2Error
 from metapb2_core.evaluation.fallbacks import describe as describe_fallbacks
 from metapb2_core.provenance import code_digest
 from metapb2_core.run import RunRequest, check_run, execute_run, save_run
-from metapb2_core.store import Lineage, RunRecord
+from metapb2_core.store import Lineage, RunRecord, checkpoint_path, remove_checkpoint
 from metapb2_core.store.reproduced import reproduced
 from metapb2_core.study import StudyPaths, publish_run, record_run
 
@@ -121,6 +121,7 @@ def materialise_run(
     if kept is None:
         save_run(record, paths.runs)
     else:  # the files (and reports citing them by digest) stay; the lineage says this code re-made it
+        remove_checkpoint(checkpoint_path(paths.runs, record.run_id))  # as save_run does
         context.log.info(
             f"{run.run_id}: reproduced the record on disk value for value (timings aside), made by "
             f"code {kept.meta['code_version']}: kept it"

@@ -301,7 +301,7 @@ def test_a_re_run_that_reproduces_its_record_keeps_it_and_one_that_differs_repla
 
     files = {p.name: p.read_bytes() for p in runs.glob(f"{rid}.*")}
     assert materialise()["reproduced_existing_record"].value is True
-    assert {p.name: p.read_bytes() for p in runs.glob(f"{rid}.*")} == files
+    assert {p.name: p.read_bytes() for p in runs.glob(f"{rid}.*")} == files  # and no checkpoint left
 
     altered = read_record(runs, rid)
     altered.points.loc[altered.points.index[-1], "eval_return"] += 1.0

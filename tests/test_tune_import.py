@@ -20,12 +20,12 @@ from metapb2_core.tune_import import import_tune_experiment
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SPACE = {"lr": [1e-5, 0.1, "log"], "batch": ["choice", [16, 32, 64]]}
-PEAKS = {"alpha": -3.0, "beta": -2.0}
+PEAKS = {"alpha": -3.0}  # one experiment: a meta method needs one other task
 
 
 @pytest.fixture(scope="module")
 def experiments(ray_head, tmp_path_factory):
-    """Two experiments of Tune's own PBT (not ours) on the toy trainable, one per task."""
+    """An experiment of Tune's own PBT (not ours) on the toy trainable, per task of PEAKS."""
     import ray
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
@@ -59,7 +59,7 @@ def experiments(ray_head, tmp_path_factory):
             # not reuse_actors=True: with it Tune wrote 24 of the 32 results here
             tune_config=tune.TuneConfig(scheduler=pbt, num_samples=4),
             run_config=tune.RunConfig(
-                name=f"pbt-{task}", stop={"training_iteration": 8}, storage_path=str(storage), verbose=0
+                name=f"pbt-{task}", stop={"training_iteration": 6}, storage_path=str(storage), verbose=0
             ),
         ).fit()
     return storage
@@ -74,7 +74,7 @@ def test_tune_experiments_become_meta_data_that_taf_and_metaprior_read(experimen
         )  # fmt: skip
         assert code == 0, capsys.readouterr().err
     ids = record_ids(runs)
-    assert len(ids) == 2
+    assert len(ids) == len(PEAKS)
     for rid in ids:
         record = read_record(runs, rid)
         m, points = record.meta, record.points
@@ -113,7 +113,7 @@ def test_tune_experiments_become_meta_data_that_taf_and_metaprior_read(experimen
                 for p in pop.perturb():
                     score[p.member] = score[p.cloned_from]
         record = pop.to_record("gamma", 0)
-        assert sorted(record.meta["meta_tasks"]) == ["alpha", "beta"], method
+        assert sorted(record.meta["meta_tasks"]) == sorted(PEAKS), method
         assert record.meta["status"] == "passed"
 
 
