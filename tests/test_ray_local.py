@@ -41,6 +41,14 @@ def listening(proc: psutil.Process) -> list[str]:
         return []
 
 
+def described(proc: psutil.Process) -> str | None:
+    """``pid command`` of a process still running; None for one that ended since it was listed."""
+    try:
+        return f"{proc.pid} {' '.join(proc.cmdline()[:2])[-60:]}"
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
 def loopback(ip: str) -> bool:
     return ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
@@ -71,7 +79,7 @@ def holder(tmp_path):
 def test_the_local_head_listens_on_loopback_only_and_stops_when_its_starter_exits(holder):
     state, proc, worker = holder
     procs = [*ray_cluster.head_processes(state), psutil.Process(proc.pid), psutil.Process(worker)]
-    sockets = {f"{p.pid} {' '.join(p.cmdline()[:2])[-60:]}": listening(p) for p in procs}
+    sockets = {d: listening(p) for p in procs if (d := described(p))}  # a process may end meanwhile
     ips = [ip for found in sockets.values() for ip in found]
     assert len(ips) >= 5, sockets  # GCS, raylet (node and object manager), client server, worker, driver
     assert all(loopback(ip) for ip in ips), sockets
