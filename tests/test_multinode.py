@@ -12,7 +12,6 @@ fail the same way again."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -22,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from conftest import pbt_run_id
 from loopback_cluster import RUNS, LoopbackCluster
+from test_ray_local import listening, loopback
 from test_resume import assert_same_run, tail
 
 from metapb2_core.store import checkpoint_path, load_checkpoint, read_record
@@ -62,14 +61,6 @@ def cluster():
     assert not left, f"Ray processes left behind: {left}"
 
 
-def listening(procs: list[psutil.Process]) -> set[str]:
-    ips = set()
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            ips |= {c.laddr.ip for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
-    return ips
-
-
 def test_a_run_whose_node_is_killed_is_retried_on_the_other_node_and_ends_as_an_undisturbed_run(
     cluster, pbt_record, tmp_path
 ):
@@ -78,8 +69,8 @@ def test_a_run_whose_node_is_killed_is_retried_on_the_other_node_and_ends_as_an_
     from metapb2_assets.family import partition_key
 
     assert len(cluster.raylets()) == 3
-    ips = listening(cluster.processes())
-    assert ips and ips <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, f"listening beyond loopback: {ips}"
+    ips = {ip for p in cluster.processes() for ip in listening(p)}
+    assert ips and all(loopback(ip) for ip in ips), f"listening beyond loopback: {ips}"
 
     reference, rid, kill_at, total = pbt_record("demo"), pbt_run_id("demo"), 2, 5
     home = tmp_path / "home"
